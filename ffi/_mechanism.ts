@@ -1,0 +1,51 @@
+// The one interface between the locks and the operating system. Each OS has
+// one implementation (ffi/linux.ts, ffi/darwin.ts, ffi/windows.ts), chosen
+// once in ffi/mod.ts from Deno.build.os; nothing outside ffi/ knows the OS.
+//
+// Every lock is on the whole file (Linux OFD fcntl, macOS flock) or on byte 0
+// (Windows LockFileEx), owned by the open file description / handle, so two
+// handles in one process exclude each other like two processes do.
+
+/** An open lock file: a file descriptor on Unix, a HANDLE on Windows. */
+export type Handle = number | Deno.PointerObject;
+
+/** The OS operations a process lock is built from. */
+export interface Mechanism {
+  /**
+   * Opens an existing lock file for reading and writing, close-on-exec,
+   * without creating, truncating or writing it.
+   *
+   * @returns the handle, or `null` when the file or a parent folder does not exist.
+   * @throws {LockError} for every other failure, naming `path` and the OS error.
+   */
+  open(path: string): Handle | null;
+  /** Closes a handle, dropping any lock it holds. Never throws. */
+  close(handle: Handle): void;
+  /**
+   * One attempt to lock, without waiting.
+   *
+   * @returns `true` when locked, `false` when another handle holds a conflicting lock.
+   * @throws {LockError} for any other failure.
+   */
+  tryLock(handle: Handle, exclusive: boolean, path: string): boolean;
+  /** Waits in the kernel, blocking the calling thread, until locked. */
+  lockSync(handle: Handle, exclusive: boolean, path: string): void;
+  /**
+   * Waits in the kernel on a pool thread (an FFI call declared
+   * `nonblocking: true`), leaving the event loop free. Cannot be cancelled.
+   *
+   * @returns `true` when locked; `false` when the wait ended without the lock
+   *   (interrupted): the caller tries again, and a `tryLock` tells it the error.
+   */
+  lock(handle: Handle, exclusive: boolean): Promise<boolean>;
+  /** Unlocks. @throws {LockError} when the OS refuses. */
+  unlock(handle: Handle, path: string): void;
+}
+
+/** Encodes a path for C: UTF-8, NUL-terminated. */
+export function cString(path: string): Uint8Array<ArrayBuffer> {
+  const utf8 = new TextEncoder().encode(path);
+  const bytes = new Uint8Array(utf8.length + 1);
+  bytes.set(utf8);
+  return bytes;
+}

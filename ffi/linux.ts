@@ -1,0 +1,161 @@
+// Linux: glibc's open/close/fcntl with open-file-description (OFD) locks.
+//
+// OFD locks (F_OFD_SETLK, Linux 3.15+) belong to the open file description,
+// not to the process: two descriptors opened separately exclude each other
+// even in one process, closing another descriptor of the same file does not
+// drop the lock, and they conflict with classic POSIX record locks, which is
+// what Python's fasteners takes with fcntl.lockf() — so Deno and Python
+// programs can share one lock file.
+
+import { cString, type Handle, type Mechanism } from "./_mechanism.ts";
+import { osError } from "../locks/errors.ts";
+
+/** glibc's symbols; every call's errno is read at once with `__errno_location`. */
+export const LINUX_SYMBOLS = {
+  open: {
+    parameters: [
+      "buffer", // const char *pathname  (NUL-terminated)
+      "i32", // int flags  (the variadic mode_t is never passed: no O_CREAT)
+    ],
+    result: "i32", // int fd, or -1 with errno
+  },
+  close: {
+    parameters: [
+      "i32", // int fd
+    ],
+    result: "i32",
+  },
+  fcntl: {
+    parameters: [
+      "i32", // int fd
+      "i32", // int cmd
+      "buffer", // struct flock *lock  (variadic in C: safe on Linux x86-64/aarch64 only)
+    ],
+    result: "i32", // 0, or -1 with errno
+  },
+  fcntl_wait: {
+    name: "fcntl", // the same function, for F_OFD_SETLKW on a pool thread
+    parameters: [
+      "i32", // int fd
+      "i32", // int cmd
+      "buffer", // struct flock *lock
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  __errno_location: {
+    parameters: [],
+    result: "pointer", // int *: this thread's errno
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The C library's file name. */
+export const LIBC = "libc.so.6";
+
+export const O_RDWR = 0o2; // <asm-generic/fcntl.h>
+export const O_CLOEXEC = 0o2000000; // <asm-generic/fcntl.h> (same on x86-64 and aarch64)
+export const F_OFD_GETLK = 36; // <asm-generic/fcntl.h>, Linux 3.15
+export const F_OFD_SETLK = 37; // <asm-generic/fcntl.h>
+export const F_OFD_SETLKW = 38; // <asm-generic/fcntl.h>
+export const F_RDLCK = 0; // <asm-generic/fcntl.h>
+export const F_WRLCK = 1; // <asm-generic/fcntl.h>
+export const F_UNLCK = 2; // <asm-generic/fcntl.h>
+export const SEEK_SET = 0; // <unistd.h>
+
+// struct flock on x86-64 and aarch64 (LP64, 64-bit off_t), little-endian:
+//   short l_type; short l_whence; /* 4 bytes padding */ off_t l_start; off_t l_len; pid_t l_pid;
+export const FLOCK_SIZE = 32; // sizeof(struct flock)
+export const FLOCK_L_TYPE = 0; // offsetof(struct flock, l_type), short
+export const FLOCK_L_WHENCE = 2; // offsetof(struct flock, l_whence), short
+export const FLOCK_L_START = 8; // offsetof(struct flock, l_start), off_t
+export const FLOCK_L_LEN = 16; // offsetof(struct flock, l_len), off_t: 0 = to the end, whole file
+export const FLOCK_L_PID = 24; // offsetof(struct flock, l_pid), pid_t: must be 0 for OFD locks
+
+// errno values (<asm-generic/errno-base.h>, <asm-generic/errno.h>) and their names.
+export const EINTR = 4;
+export const ENOENT = 2;
+export const EAGAIN = 11;
+export const EACCES = 13;
+export const ERRNO_NAMES: Readonly<Record<number, string>> = {
+  1: "EPERM",
+  2: "ENOENT",
+  4: "EINTR",
+  5: "EIO",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  16: "EBUSY",
+  17: "EEXIST",
+  20: "ENOTDIR",
+  21: "EISDIR",
+  22: "EINVAL",
+  23: "ENFILE",
+  24: "EMFILE",
+  26: "ETXTBSY",
+  30: "EROFS",
+  35: "EDEADLK",
+  36: "ENAMETOOLONG",
+  37: "ENOLCK",
+  40: "ELOOP",
+  95: "EOPNOTSUPP",
+  116: "ESTALE",
+};
+
+/** A `struct flock` for the whole file (l_whence SEEK_SET, l_start 0, l_len 0, l_pid 0). */
+export function flock(type: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(FLOCK_SIZE);
+  const view = new DataView(bytes.buffer);
+  view.setInt16(FLOCK_L_TYPE, type, true);
+  view.setInt16(FLOCK_L_WHENCE, SEEK_SET, true);
+  view.setBigInt64(FLOCK_L_START, 0n, true);
+  view.setBigInt64(FLOCK_L_LEN, 0n, true);
+  view.setInt32(FLOCK_L_PID, 0, true);
+  return bytes;
+}
+
+/** The Linux mechanism over an opened libc. */
+export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
+  const { open, close, fcntl, fcntl_wait, __errno_location } = dlopen(LIBC, LINUX_SYMBOLS).symbols;
+  // The kernel only reads these, so one of each serves every call on every thread.
+  const WRITE = flock(F_WRLCK);
+  const READ = flock(F_RDLCK);
+  const UNLOCK = flock(F_UNLCK);
+  const errno = () => new Deno.UnsafePointerView(__errno_location()!).getInt32();
+  const fail = (operation: string, path: string, e: number) =>
+    osError(operation, path, e, ERRNO_NAMES[e]);
+
+  return {
+    open(path: string): Handle | null {
+      const fd = open(cString(path), O_RDWR | O_CLOEXEC);
+      if (fd >= 0) return fd;
+      const e = errno();
+      if (e === ENOENT) return null;
+      throw fail("open", path, e);
+    },
+    close(handle: Handle): void {
+      close(handle as number);
+    },
+    tryLock(handle: Handle, exclusive: boolean, path: string): boolean {
+      for (;;) {
+        if (fcntl(handle as number, F_OFD_SETLK, exclusive ? WRITE : READ) === 0) return true;
+        const e = errno();
+        if (e === EAGAIN || e === EACCES) return false;
+        if (e !== EINTR) throw fail("lock", path, e);
+      }
+    },
+    lockSync(handle: Handle, exclusive: boolean, path: string): void {
+      for (;;) {
+        if (fcntl(handle as number, F_OFD_SETLKW, exclusive ? WRITE : READ) === 0) return;
+        const e = errno();
+        if (e !== EINTR) throw fail("lock", path, e);
+      }
+    },
+    async lock(handle: Handle, exclusive: boolean): Promise<boolean> {
+      return await fcntl_wait(handle as number, F_OFD_SETLKW, exclusive ? WRITE : READ) === 0;
+    },
+    unlock(handle: Handle, path: string): void {
+      if (fcntl(handle as number, F_OFD_SETLK, UNLOCK) !== 0) throw fail("unlock", path, errno());
+    },
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Cross-platform locks for threads and processes, for Deno: the counterpart
+ * of Python's `fasteners`, and more.
+ *
+ * - {@linkcode InterProcessLock} and {@linkcode InterProcessReaderWriterLock}
+ *   lock a file between processes, Workers, lock objects and async tasks
+ *   (Linux OFD `fcntl` locks, macOS `flock`, Windows `LockFileEx`, called
+ *   through `Deno.dlopen`; they need `--allow-ffi`).
+ *
+ * Every lock has the same shape: `acquire()` / `acquireSync()` / `release()`,
+ * guards for `using` and `await using`, `with…` callbacks, options in
+ * milliseconds, and typed errors ({@linkcode LockError},
+ * {@linkcode LockTimeoutError}).
+ *
+ * @example
+ * ```ts
+ * import { InterProcessLock } from "@fasteners/fasteners";
+ *
+ * const lock = new InterProcessLock(await Deno.makeTempFile());
+ * {
+ *   await using _held = await lock.lock({ timeout: 1000 });
+ *   // Only one process at a time runs this.
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export type { AcquireOptions } from "./locks/_options.ts";
+export { LockError, type LockErrorOptions, LockTimeoutError } from "./locks/errors.ts";
+export type { Guard, LockedWrapper } from "./locks/guard.ts";
+export { InterProcessLock, interprocessLocked } from "./locks/interprocess_lock.ts";
+export {
+  InterProcessReaderWriterLock,
+  interprocessReadLocked,
+  interprocessWriteLocked,
+} from "./locks/interprocess_reader_writer_lock.ts";
