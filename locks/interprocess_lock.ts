@@ -183,7 +183,8 @@ export class InterProcessLock {
 /**
  * Wraps a function (or decorates a method) so that each call runs holding
  * an {@linkcode InterProcessLock} on `path`; the wrapped function returns a
- * Promise. Fasteners' `@interprocess_locked(path)`.
+ * Promise (so a decorated method is declared `async`). Fasteners'
+ * `@interprocess_locked(path)`.
  *
  * @example
  * ```ts
@@ -195,7 +196,7 @@ export class InterProcessLock {
  *
  * class Store {
  *   @interprocessLocked(path)
- *   write(): string {
+ *   async write(): Promise<string> {
  *     return "written under the lock";
  *   }
  * }

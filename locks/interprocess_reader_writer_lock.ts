@@ -7,7 +7,7 @@
 
 import { misuse, timedOut } from "./errors.ts";
 import { type Guard, type LockedWrapper, lockedWrapper, makeGuard } from "./guard.ts";
-import { type AcquireOptions, parseOptions } from "./_options.ts";
+import { type AcquireOptions, parseOptions, type Waiting } from "./_options.ts";
 import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.ts";
 
 /**
@@ -88,8 +88,18 @@ export class InterProcessReaderWriterLock {
    * @throws {LockError} (as a rejection) when the file cannot be opened or locked.
    */
   async acquireReadLock(options?: AcquireOptions): Promise<boolean> {
-    const handle = await this.#file.lock(false, parseOptions(options));
-    return handle !== undefined && this.#holdRead(handle) >= 0;
+    return await this.#read(parseOptions(options)) > 0;
+  }
+
+  /** @returns the acquisition's turn number, or 0 when not acquired. */
+  async #read(w: Waiting): Promise<number> {
+    const handle = await this.#file.lock(false, w);
+    return handle === undefined ? 0 : this.#holdRead(handle);
+  }
+
+  #readSync(w: Waiting): number {
+    const handle = this.#file.lockSync(false, w, this.#name);
+    return handle === undefined ? 0 : this.#holdRead(handle);
   }
 
   /**
@@ -101,7 +111,7 @@ export class InterProcessReaderWriterLock {
    */
   async acquireWriteLock(options?: AcquireOptions): Promise<boolean> {
     const handle = await this.#file.lock(true, parseOptions(options));
-    return handle !== undefined && this.#holdWrite(handle) >= 0;
+    return handle !== undefined && this.#holdWrite(handle);
   }
 
   /**
@@ -113,8 +123,7 @@ export class InterProcessReaderWriterLock {
    *   waiting forever could only deadlock this thread.
    */
   acquireReadLockSync(options?: AcquireOptions): boolean {
-    const handle = this.#file.lockSync(false, parseOptions(options), this.#name);
-    return handle !== undefined && this.#holdRead(handle) >= 0;
+    return this.#readSync(parseOptions(options)) > 0;
   }
 
   /**
@@ -127,7 +136,7 @@ export class InterProcessReaderWriterLock {
    */
   acquireWriteLockSync(options?: AcquireOptions): boolean {
     const handle = this.#file.lockSync(true, parseOptions(options), this.#name);
-    return handle !== undefined && this.#holdWrite(handle) >= 0;
+    return handle !== undefined && this.#holdWrite(handle);
   }
 
   #holdRead(handle: Handle): number {
@@ -135,9 +144,10 @@ export class InterProcessReaderWriterLock {
     return this.#turn;
   }
 
-  #holdWrite(handle: Handle): number {
+  #holdWrite(handle: Handle): true {
     this.#writer = handle;
-    return ++this.#turn;
+    this.#turn++;
+    return true;
   }
 
   /**
@@ -176,8 +186,7 @@ export class InterProcessReaderWriterLock {
     this.#file.unlock(handle, true);
   }
 
-  #readGuard(): Guard {
-    const turn = this.#turn;
+  #readGuard(turn: number): Guard {
     return makeGuard(() => this.#releaseRead(turn), this.#name);
   }
 
@@ -200,8 +209,9 @@ export class InterProcessReaderWriterLock {
    */
   async readLock(options?: AcquireOptions): Promise<Guard> {
     const w = parseOptions(options);
-    if (!(await this.acquireReadLock(w))) throw timedOut(this.#name, w.timeout, this.path);
-    return this.#readGuard();
+    const turn = await this.#read(w);
+    if (turn === 0) throw timedOut(this.#name, w.timeout, this.path);
+    return this.#readGuard(turn);
   }
 
   /**
@@ -226,8 +236,9 @@ export class InterProcessReaderWriterLock {
    */
   readLockSync(options?: AcquireOptions): Guard {
     const w = parseOptions(options);
-    if (!this.acquireReadLockSync(w)) throw timedOut(this.#name, w.timeout, this.path);
-    return this.#readGuard();
+    const turn = this.#readSync(w);
+    if (turn === 0) throw timedOut(this.#name, w.timeout, this.path);
+    return this.#readGuard(turn);
   }
 
   /**
@@ -305,7 +316,7 @@ export function interprocessReadLocked(
  * const path = await Deno.makeTempFile();
  * class Config {
  *   @interprocessWriteLocked(path)
- *   save(): string {
+ *   async save(): Promise<string> {
  *     return "saved under the exclusive lock";
  *   }
  * }

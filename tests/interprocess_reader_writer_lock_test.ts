@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import {
+  InterProcessReaderWriterLock,
+  interprocessReadLocked,
+  interprocessWriteLocked,
+  LockError,
+  LockTimeoutError,
+} from "../mod.ts";
+import { Child, tempDir } from "./_helpers.ts";
+
+const CHILD = new URL("./fixtures/process_child.ts", import.meta.url);
+
+async function holder(kind: "read" | "write", path: string): Promise<Child> {
+  const child = new Child(CHILD, ["hold", kind, path]);
+  await child.expect("waiting");
+  await child.expect("locked");
+  return child;
+}
+
+async function tryIn(kind: "read" | "write" | "lock", path: string): Promise<string> {
+  await using child = new Child(CHILD, ["try", kind, path]);
+  return await child.line();
+}
+
+Deno.test("InterProcessReaderWriterLock lets readers in several processes hold together", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  await using _a = await holder("read", path);
+  await using _b = await holder("read", path);
+  const rw = new InterProcessReaderWriterLock(path);
+  assert.equal(await rw.acquireReadLock({ blocking: false }), true);
+  assert.equal(await tryIn("read", path), "acquired");
+  assert.equal(rw.acquireWriteLockSync({ blocking: false }), false);
+  assert.equal(await tryIn("write", path), "busy");
+  rw.releaseReadLock();
+});
+
+Deno.test("InterProcessReaderWriterLock: a writer in another process excludes readers and writers", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  const rw = new InterProcessReaderWriterLock(path);
+  {
+    await using writer = await holder("write", path);
+    assert.equal(rw.acquireReadLockSync({ blocking: false }), false);
+    assert.equal(await rw.acquireWriteLock({ timeout: 30 }), false);
+    assert.equal(await tryIn("read", path), "busy");
+    const reading = rw.acquireReadLock();
+    await writer.send("release");
+    assert.equal(await reading, true, "the waiting reader gets in when the writer leaves");
+  }
+  assert.equal(rw.readAcquired, 1);
+  assert.equal(await tryIn("write", path), "busy");
+  rw.releaseReadLock();
+  assert.equal(await tryIn("write", path), "acquired");
+});
+
+Deno.test("InterProcessReaderWriterLock: a waiting writer gets in when the last reader leaves", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  const first = await holder("read", path);
+  await using _first = first;
+  const second = await holder("read", path);
+  await using _second = second;
+  await using writer = new Child(CHILD, ["hold", "write", path]);
+  await writer.expect("waiting");
+  await first.send("release");
+  await first.expect("released");
+  const left = performance.timeOrigin + performance.now();
+  await second.send("release");
+  await second.expect("released");
+  const locked = Number((await writer.expect("locked")).split(" ")[1]);
+  assert.ok(locked >= left, "the writer got in while a reader held the lock");
+});
+
+Deno.test("InterProcessReaderWriterLock objects and async tasks in one process exclude each other", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  const a = new InterProcessReaderWriterLock(path);
+  const b = new InterProcessReaderWriterLock(path);
+  assert.ok(a.acquireReadLockSync());
+  assert.ok(await a.acquireReadLock(), "two reads on one object");
+  assert.ok(b.acquireReadLockSync());
+  assert.equal(b.acquireWriteLockSync({ blocking: false }), false);
+  a.releaseReadLock();
+  a.releaseReadLock();
+  b.releaseReadLock();
+  let readers = 0;
+  let writers = 0;
+  let most = 0;
+  let overlap = false;
+  const tasks = [a, b, a, b].flatMap((lock, i) => [
+    lock.withWriteLock(async () => {
+      if (readers > 0 || writers > 0) overlap = true;
+      writers++;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      writers--;
+    }),
+    lock.withReadLock(async () => {
+      if (writers > 0) overlap = true;
+      most = Math.max(most, ++readers);
+      await new Promise((resolve) => setTimeout(resolve, i));
+      readers--;
+    }),
+  ]);
+  await Promise.all(tasks);
+  assert.equal(overlap, false);
+  assert.ok(most >= 1);
+});
+
+Deno.test("InterProcessReaderWriterLock nests a read in a write and refuses a write in a read", async () => {
+  await using dir = await tempDir();
+  const rw = new InterProcessReaderWriterLock(dir.file("rw.lock"));
+  assert.equal(
+    await rw.withWriteLock(() => rw.withReadLock(() => "read inside write")),
+    "read inside write",
+  );
+  await assert.rejects(rw.withReadLock(() => rw.withWriteLock(() => "upgrade")), /deadlock/);
+  assert.equal(rw.readAcquired, 0);
+  assert.equal(rw.writeAcquired, false);
+  assert.ok(rw.acquireWriteLockSync({ blocking: false }), "nothing left held");
+  rw.releaseWriteLock();
+});
+
+Deno.test("InterProcessReaderWriterLock sync waits that only this thread could end throw", async () => {
+  await using dir = await tempDir();
+  const rw = new InterProcessReaderWriterLock(dir.file("rw.lock"));
+  assert.ok(rw.acquireReadLockSync());
+  assert.throws(() => rw.acquireWriteLockSync(), LockError);
+  assert.ok(rw.acquireReadLockSync(), "readers share, even in one thread");
+  rw.releaseReadLock();
+  rw.releaseReadLock();
+  assert.ok(rw.acquireWriteLockSync());
+  assert.throws(() => rw.acquireReadLockSync(), LockError);
+  assert.equal(rw.acquireReadLockSync({ timeout: 5 }), false);
+  rw.releaseWriteLock();
+});
+
+Deno.test("InterProcessReaderWriterLock guards, timeouts and misuse", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  const rw = new InterProcessReaderWriterLock(path);
+  assert.throws(() => rw.releaseReadLock(), LockError);
+  assert.throws(() => rw.releaseWriteLock(), LockError);
+  {
+    using _r1 = rw.readLockSync();
+    await using _r2 = await rw.readLock();
+    assert.equal(rw.readAcquired, 2);
+    assert.throws(() => rw.writeLockSync({ blocking: false }), LockTimeoutError);
+    await assert.rejects(rw.writeLock({ timeout: 10 }), LockTimeoutError);
+  }
+  assert.equal(rw.readAcquired, 0);
+  const write = rw.writeLockSync();
+  write.release();
+  assert.throws(() => write.release(), LockError);
+  {
+    await using _w = await rw.writeLock();
+    assert.equal(rw.writeAcquired, true);
+  }
+  await assert.rejects(rw.acquireReadLock({ timeout: -1 }), /-1/);
+  assert.throws(() => rw.acquireWriteLockSync({ delay: NaN }), RangeError);
+  assert.throws(() => new InterProcessReaderWriterLock(""), TypeError);
+  await assert.rejects(new InterProcessReaderWriterLock(dir.path).acquireWriteLock(), LockError);
+  assert.ok(rw.acquireWriteLockSync({ blocking: false }));
+  rw.releaseWriteLock();
+});
+
+Deno.test("interprocessReadLocked() and interprocessWriteLocked() wrap and decorate", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  const probe = new InterProcessReaderWriterLock(path);
+  const read = interprocessReadLocked(path)(() => {
+    assert.ok(probe.acquireReadLockSync({ blocking: false }), "readers share");
+    probe.releaseReadLock();
+    assert.equal(probe.acquireWriteLockSync({ blocking: false }), false);
+    return "r";
+  });
+  assert.equal(await read(), "r");
+  class Store {
+    @interprocessWriteLocked(path)
+    async save(): Promise<string> {
+      assert.equal(probe.acquireReadLockSync({ blocking: false }), false);
+      return "w";
+    }
+  }
+  assert.equal(await new Store().save(), "w");
+  assert.ok(probe.acquireWriteLockSync({ blocking: false }));
+  probe.releaseWriteLock();
+});
