@@ -5,7 +5,7 @@ import { dirname } from "node:path";
 import type { Handle, Mechanism } from "./_mechanism.ts";
 import { darwinMechanism } from "./darwin.ts";
 import { linuxMechanism } from "./linux.ts";
-const windowsMechanism = undefined as unknown as typeof linuxMechanism; // TEMP
+import { windowsMechanism } from "./windows.ts";
 import { LockError, osError } from "../locks/errors.ts";
 
 export type { Handle, Mechanism } from "./_mechanism.ts";
