@@ -1,0 +1,68 @@
+// Waiting on a shared Int32 word without blocking the event loop.
+//
+// Two facts about Deno shape this file. A pending `Atomics.waitAsync` does not
+// keep the event loop alive, so every wait here owns a timer; and that timer is
+// what ends the wait on time (the wait itself has no timeout), so no separate
+// keep-alive timer can race the wait's own timeout. The price: a wait that ends
+// by its timer or by an abort stays registered in the engine's waiter list
+// until some notify reaches it. Such an "abandoned" wait may swallow a notify
+// meant for a live waiter, so the caller is told when one is left behind
+// (`onAbandon`) and when it is finally woken (`onAbandonedWake`), and keeps the
+// count that lets notifiers wake one more waiter per abandoned wait.
+
+/** How a wait ended: woken by a notify, value already changed, or out of time. */
+export type WaitResult = "ok" | "not-equal" | "timed-out";
+
+/** The longest delay `setTimeout` accepts (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER = 0x7fffffff;
+
+/** What a protocol does when one of its async waits is left behind. */
+export interface Abandonment {
+  /** Called synchronously as the wait is given up, before the caller goes on. */
+  onAbandon(): void;
+  /** Called when a notify later reaches the abandoned wait. */
+  onAbandonedWake(): void;
+}
+
+/**
+ * Waits until `view[index]` is notified, for at most `ms` milliseconds
+ * (`Infinity`: resolves `"timed-out"` after about 24.8 days, and the caller
+ * waits again). Rejects with `signal.reason` when `signal` aborts.
+ */
+export function waitAsync(
+  view: Int32Array,
+  index: number,
+  expected: number,
+  ms: number,
+  signal: AbortSignal | undefined,
+  abandonment: Abandonment,
+): Promise<WaitResult> {
+  const wait = Atomics.waitAsync(view, index, expected);
+  if (!wait.async) return Promise.resolve(wait.value);
+  return new Promise<WaitResult>((resolve, reject) => {
+    let settled = false;
+    const giveUp = (aborted: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      abandonment.onAbandon();
+      if (aborted) reject(signal!.reason);
+      else resolve("timed-out");
+    };
+    const onAbort = () => giveUp(true);
+    // This timer keeps the event loop alive for as long as the wait lasts.
+    const timer = setTimeout(giveUp, Math.min(Math.max(ms, 0), MAX_TIMER), false);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    wait.value.then((result) => {
+      if (settled) {
+        abandonment.onAbandonedWake();
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      resolve(result);
+    });
+  });
+}

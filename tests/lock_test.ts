@@ -1,0 +1,269 @@
+// Lock: the Atomics mutex shared between Workers. Runs without --allow-ffi:
+//   deno test --allow-read tests/lock_test.ts
+
+import assert from "node:assert/strict";
+import { Lock } from "../locks/lock.ts";
+import { LockError, LockTimeoutError } from "../locks/errors.ts";
+import { Driven, pause } from "./workers/driver.ts";
+
+Deno.test("new Lock() starts unlocked and acquireSync()/release() toggle locked", () => {
+  const lock = new Lock();
+  assert.equal(lock.locked, false);
+  assert.equal(lock.acquireSync(), true);
+  assert.equal(lock.locked, true);
+  lock.release();
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock.release() of an unlocked lock throws LockError", () => {
+  const lock = new Lock();
+  assert.throws(() => lock.release(), LockError);
+  lock.acquireSync();
+  lock.release();
+  assert.throws(() => lock.release(), /not locked/);
+});
+
+Deno.test("Lock is not reentrant: the holder's try and timed acquire return false", async () => {
+  const lock = new Lock();
+  lock.acquireSync();
+  assert.equal(lock.acquireSync({ blocking: false }), false);
+  assert.equal(lock.acquireSync({ timeout: 20 }), false);
+  assert.equal(await lock.acquire({ blocking: false }), false);
+  assert.equal(await lock.acquire({ timeout: 20 }), false);
+  assert.equal(lock.locked, true);
+  lock.release();
+});
+
+Deno.test("Lock may be released by another attachment than the one that acquired it", () => {
+  const lock = new Lock();
+  const other = Lock.from(lock.buffer);
+  other.acquireSync();
+  assert.equal(lock.locked, true);
+  lock.release();
+  assert.equal(other.locked, false);
+});
+
+Deno.test("Lock.from() refuses a buffer that is not a Lock buffer with TypeError", () => {
+  const good = new Lock().buffer;
+  assert.throws(() => Lock.from(new SharedArrayBuffer(good.byteLength)), TypeError);
+  assert.throws(() => Lock.from(new SharedArrayBuffer(8)), /bytes/);
+  assert.throws(
+    () => Lock.from(new ArrayBuffer(good.byteLength) as unknown as SharedArrayBuffer),
+    TypeError,
+  );
+  assert.throws(() => Lock.from(undefined as unknown as SharedArrayBuffer), TypeError);
+  const copy = new SharedArrayBuffer(good.byteLength);
+  new Int32Array(copy).set(new Int32Array(good));
+  new Int32Array(copy)[1] = 99; // another layout version
+  assert.throws(() => Lock.from(copy), /layout version 99/);
+});
+
+Deno.test("Lock acquire options are checked: bad types and values throw", async () => {
+  const lock = new Lock();
+  assert.throws(() => lock.acquireSync({ timeout: -1 }), RangeError);
+  assert.throws(() => lock.acquireSync({ blocking: "no" as unknown as boolean }), TypeError);
+  await assert.rejects(lock.acquire({ timeout: NaN }), RangeError);
+  await assert.rejects(lock.withLock(42 as unknown as () => void), TypeError);
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock.lockSync() and lock() return guards released at the end of a using block", async () => {
+  const lock = new Lock();
+  {
+    using _guard = lock.lockSync();
+    assert.equal(lock.locked, true);
+    assert.throws(() => lock.lockSync({ blocking: false }), LockTimeoutError);
+  }
+  assert.equal(lock.locked, false);
+  {
+    await using _guard = await lock.lock();
+    assert.equal(lock.locked, true);
+    await assert.rejects(lock.lock({ timeout: 5 }), LockTimeoutError);
+  }
+  assert.equal(lock.locked, false);
+  const guard = lock.lockSync();
+  guard.release();
+  assert.throws(() => guard.release(), LockError);
+});
+
+Deno.test("Lock.acquireSync() with an already aborted signal throws its reason", async () => {
+  const lock = new Lock();
+  const reason = new Error("stop");
+  assert.throws(() => lock.acquireSync({ signal: AbortSignal.abort(reason) }), reason);
+  await assert.rejects(lock.acquire({ signal: AbortSignal.abort(reason) }), reason);
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock: async tasks of one thread exclude each other", async () => {
+  const lock = new Lock();
+  let inside = 0;
+  let most = 0;
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    for (let i = 0; i < 20; i++) {
+      await lock.withLock(async () => {
+        most = Math.max(most, ++inside);
+        await pause(0);
+        inside--;
+      });
+    }
+  }));
+  assert.equal(most, 1);
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock.withLock() is reentrant for its own async chain, not for other tasks", async () => {
+  const lock = new Lock();
+  let entered!: () => void;
+  const inside = new Promise<void>((resolve) => entered = resolve);
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => open = resolve);
+  const held = lock.withLock(async () => {
+    assert.equal(await lock.acquire({ blocking: false }), true); // nested hold
+    lock.release(); // undoes the nested hold only
+    assert.equal(lock.locked, true);
+    {
+      await using _inner = await lock.lock();
+    }
+    entered();
+    await gate;
+    return await lock.withLock(() => "inner");
+  });
+  await inside;
+  assert.equal(await lock.acquire({ blocking: false }), false); // this task is not the holder
+  open();
+  assert.equal(await held, "inner");
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock.withLock() releases when the callback throws", async () => {
+  const lock = new Lock();
+  await assert.rejects(lock.withLock(() => Promise.reject(new Error("boom"))), /boom/);
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock: a Worker blocked in acquireSync() gets the lock when the main thread releases", async () => {
+  const lock = new Lock();
+  await using w = new Driven();
+  await w.call("attachLock", { buffer: lock.buffer });
+  lock.acquireSync();
+  const got = w.call("acquireSync");
+  await w.expect("waiting");
+  await pause(20); // let it block; the assertion holds however long this is
+  assert.equal(lock.locked, true);
+  lock.release();
+  await w.expect("locked");
+  assert.equal(await got, true);
+  assert.equal(lock.acquireSync({ blocking: false }), false);
+  await w.call("release");
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock.acquire() times out, and blocking:false fails, while a Worker holds it", async () => {
+  const lock = new Lock();
+  await using w = new Driven();
+  await w.call("attachLock", { buffer: lock.buffer });
+  assert.equal(await w.call("acquireSync"), true);
+  await w.expect("waiting");
+  await w.expect("locked");
+  const t0 = performance.now();
+  assert.equal(await lock.acquire({ timeout: 30 }), false);
+  assert.ok(performance.now() - t0 >= 25);
+  assert.equal(lock.acquireSync({ timeout: 30 }), false);
+  assert.equal(lock.acquireSync({ blocking: false }), false);
+  assert.equal(await lock.acquire({ blocking: false }), false);
+  await w.call("release");
+  assert.equal(lock.acquireSync({ timeout: 30 }), true);
+  lock.release();
+});
+
+Deno.test("Lock.acquire() keeps the event loop running while it waits", async () => {
+  const lock = new Lock();
+  await using w = new Driven();
+  await w.call("attachLock", { buffer: lock.buffer });
+  await w.call("acquireSync");
+  await w.expect("waiting");
+  await w.expect("locked");
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  try {
+    const acquired = lock.acquire();
+    const before = ticks;
+    while (ticks < before + 5) await pause(1); // timers fire while acquire() waits
+    assert.equal(lock.locked, true);
+    await w.call("release");
+    assert.equal(await acquired, true);
+  } finally {
+    clearInterval(timer);
+  }
+  lock.release();
+});
+
+Deno.test("Lock.acquire() rejects on abort, and the next waiter is still woken", async () => {
+  const lock = new Lock();
+  await using w = new Driven();
+  await w.call("attachLock", { buffer: lock.buffer });
+  await w.call("acquireSync");
+  await w.expect("waiting");
+  await w.expect("locked");
+  const controller = new AbortController();
+  const aborted = lock.acquire({ signal: controller.signal });
+  const timedOut = lock.acquire({ timeout: 10 });
+  const waiting = lock.acquire();
+  await pause(5); // let the waits register
+  controller.abort(new Error("cancelled"));
+  await assert.rejects(aborted, /cancelled/);
+  assert.equal(await timedOut, false);
+  // Two abandoned waits stand first in the engine's queue: the release must still reach `waiting`.
+  await w.call("release");
+  assert.equal(await waiting, true);
+  lock.release();
+});
+
+Deno.test("Lock.forceRelease() frees a lock held by a terminated Worker", async () => {
+  const lock = new Lock();
+  const w = new Driven();
+  let id: number;
+  try {
+    id = await w.call("attachLock", { buffer: lock.buffer }) as number;
+    await w.call("acquireSync");
+    await w.expect("waiting");
+    await w.expect("locked");
+  } finally {
+    w.worker.terminate();
+  }
+  assert.equal(lock.locked, true);
+  assert.equal(lock.forceRelease(lock.id), false);
+  assert.equal(lock.forceRelease(id), true);
+  assert.equal(lock.locked, false);
+  assert.equal(lock.forceRelease(id), false);
+});
+
+Deno.test("Lock: Workers hammering with sync and async acquires never overlap nor lose increments", async () => {
+  const lock = new Lock();
+  const counters = new Int32Array(new SharedArrayBuffer(12)); // value, inside, overlaps
+  const workers = Array.from({ length: 4 }, () => new Driven());
+  try {
+    await Promise.all(workers.map((w) => w.call("attachLock", { buffer: lock.buffer })));
+    const iterations = 400;
+    const main = (async () => {
+      for (let i = 0; i < iterations; i++) {
+        await lock.withLock(async () => {
+          if (Atomics.add(counters, 1, 1) !== 0) Atomics.add(counters, 2, 1);
+          const seen = counters[0];
+          if (i % 2) await Promise.resolve();
+          counters[0] = seen + 1;
+          Atomics.sub(counters, 1, 1);
+        });
+      }
+    })();
+    await Promise.all([
+      main,
+      ...workers.map((w) => w.call("hammerLock", { counters: counters.buffer, iterations })),
+    ]);
+    assert.equal(counters[2], 0, "two holders overlapped");
+    assert.equal(counters[0], iterations * 5);
+    assert.equal(lock.locked, false);
+  } finally {
+    for (const w of workers) w.worker.terminate();
+  }
+});

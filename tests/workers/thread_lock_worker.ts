@@ -1,0 +1,83 @@
+// A Worker that takes a Lock or a ReaderWriterLock on request, for the thread-lock tests.
+// Requests: { seq, op, ...args }; replies { seq, result } or { seq, error }.
+// Events it posts by itself: { event: "waiting" | "locked" | "released" | … }.
+
+import { Lock } from "../../locks/lock.ts";
+
+declare const self: Worker;
+
+let lock: Lock | undefined;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const event = (name: string) => self.postMessage({ event: name });
+
+type Request = { seq: number; op: string; [key: string]: unknown };
+
+/** Holds the lock, counting into the shared `counters`: [value, inside, overlaps]. */
+async function hammer(counters: Int32Array, iterations: number, lockIt: Lock): Promise<void> {
+  for (let i = 0; i < iterations; i++) {
+    const mode = i % 4;
+    if (mode === 0 || mode === 1) {
+      lockIt.acquireSync();
+    } else {
+      await lockIt.acquire();
+    }
+    try {
+      if (Atomics.add(counters, 1, 1) !== 0) Atomics.add(counters, 2, 1);
+      const seen = counters[0];
+      if (mode === 2) await Promise.resolve();
+      if (mode === 3) await new Promise((r) => setTimeout(r, 0));
+      counters[0] = seen + 1;
+      Atomics.sub(counters, 1, 1);
+    } finally {
+      lockIt.release();
+    }
+  }
+}
+
+const ops: Record<string, (r: Request) => unknown> = {
+  attachLock: (r) => {
+    lock = Lock.from(r.buffer as SharedArrayBuffer);
+    return lock.id;
+  },
+  acquireSync: (r) => {
+    event("waiting");
+    const got = lock!.acquireSync(r.options as undefined);
+    if (got) event("locked");
+    return got;
+  },
+  acquire: async (r) => {
+    event("waiting");
+    const got = await lock!.acquire(r.options as undefined);
+    if (got) event("locked");
+    return got;
+  },
+  release: () => lock!.release(),
+  /** Takes the lock, holds it `ms`, blocking the thread, and releases. */
+  holdFor: (r) => {
+    lock!.acquireSync();
+    event("locked");
+    Atomics.wait(sleeper, 0, 0, r.ms as number);
+    lock!.release();
+  },
+  hammerLock: (r) =>
+    hammer(new Int32Array(r.counters as SharedArrayBuffer), r.iterations as number, lock!),
+  /** Records in `order` (an Int32Array) the arrival of this worker's `tag` once acquired. */
+  acquireAndRecord: async (r) => {
+    event("waiting");
+    const order = new Int32Array(r.order as SharedArrayBuffer);
+    if (r.sync) lock!.acquireSync();
+    else await lock!.acquire();
+    order[Atomics.add(order, 0, 1) + 1] = r.tag as number;
+    lock!.release();
+  },
+};
+
+self.onmessage = async (e: MessageEvent<Request>) => {
+  const request = e.data;
+  try {
+    const result = await ops[request.op](request);
+    self.postMessage({ seq: request.seq, result });
+  } catch (error) {
+    self.postMessage({ seq: request.seq, error: String((error as Error)?.stack ?? error) });
+  }
+};
