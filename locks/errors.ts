@@ -42,6 +42,8 @@ export class LockError extends Error {
   readonly errno?: number;
 
   /**
+   * Makes a lock error.
+   *
    * @param message What went wrong, naming the lock or path.
    * @param options Path, OS error and cause.
    */
@@ -71,6 +73,8 @@ export class LockError extends Error {
  */
 export class LockTimeoutError extends LockError {
   /**
+   * Makes a timeout error.
+   *
    * @param message What was not acquired, and how long was waited.
    * @param options Path, when there is one.
    */

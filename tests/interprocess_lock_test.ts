@@ -311,6 +311,7 @@ Deno.test("interprocessLocked() wraps functions and decorates methods", async ()
     n = 0;
     @interprocessLocked(path)
     // A decorated method runs after the lock is taken, so it returns a Promise.
+    // deno-lint-ignore require-await -- a decorated method returns a Promise
     async bump(by: number): Promise<number> {
       assert.equal(probe.acquireSync({ blocking: false }), false);
       return this.n += by;

@@ -177,6 +177,7 @@ Deno.test("interprocessReadLocked() and interprocessWriteLocked() wrap and decor
   assert.equal(await read(), "r");
   class Store {
     @interprocessWriteLocked(path)
+    // deno-lint-ignore require-await -- a decorated method returns a Promise
     async save(): Promise<string> {
       assert.equal(probe.acquireReadLockSync({ blocking: false }), false);
       return "w";
