@@ -24,9 +24,9 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
  *   inside a write); a write inside a read is refused with
  *   {@linkcode LockError}. A blocking sync acquisition with no timeout that
  *   this thread's own holders block throws instead of freezing the thread.
- * - Preference is the kernel's: on Linux and macOS a new reader may join
- *   readers while a writer waits, so a steady stream of readers can starve
- *   a writer (use a timeout). Windows grants waiters in order.
+ * - Preference is the kernel's: on Linux a new reader joins readers even
+ *   while a writer waits, so a steady stream of readers can starve a writer
+ *   (use a timeout).
  * - Release from the thread (Worker) that acquired.
  * - The kernel frees every lock of a process that dies, even by SIGKILL.
  * - The file is made when missing, never truncated, written or deleted.
