@@ -4,7 +4,7 @@
 # Linux machine. See issue 6 for why each step is needed.
 #
 # Usage: tests/windows/run.sh [TEST_FILE_OR_DIR ...]
-#   Without arguments it runs the process-lock, thread-lock and CLI test files
+#   Without arguments it runs the process-lock, thread-lock, CLI and FFI test files
 #   that exist in tests/. Exits with deno test's status.
 #
 # Environment (all optional):
@@ -64,11 +64,13 @@ else
   shopt -s nullglob
   for f in tests/*_test.ts; do
     case "${f##*/}" in
-      *process*lock*_test.ts | lock_test.ts | reader_writer_lock_test.ts | *cli*_test.ts) targets+=("$f") ;;
+      *process*lock*_test.ts | lock_test.ts | reader_writer_lock_test.ts | *cli*_test.ts | *ffi*_test.ts)
+        targets+=("$f")
+        ;;
     esac
   done
   shopt -u nullglob
-  ((${#targets[@]})) || die "no process-lock, thread-lock or CLI test files in tests/"
+  ((${#targets[@]})) || die "no process-lock, thread-lock, CLI or FFI test files in tests/"
 fi
 
 # --- 1. System packages -------------------------------------------------------
