@@ -1,0 +1,231 @@
+// The cross-Worker figures of bench/run.ts: handoff latency between two
+// Workers, throughput of two Workers contending on one Lock, read-lock
+// scaling, and a writer's wait under a flood of readers. The Workers run
+// bench/worker_party.ts.
+
+import { type Figure, format } from "./_report.ts";
+import { summarize } from "./_parties.ts";
+
+const PARTY = new URL("./worker_party.ts", import.meta.url).href;
+const GO = 0, STOP = 1;
+
+interface Reply {
+  op: string;
+  t?: number;
+  count?: number;
+  waits?: number[];
+  message?: string;
+}
+
+/** A Worker running worker_party.ts, answering one command at a time. */
+class WorkerParty {
+  readonly #worker = new Worker(PARTY, { type: "module" });
+  readonly #replies: Reply[] = [];
+  #wake: (() => void) | undefined;
+
+  constructor() {
+    this.#worker.onmessage = (e: MessageEvent<Reply>) => {
+      this.#replies.push(e.data);
+      this.#wake?.();
+    };
+    this.#worker.onerror = (e) => {
+      this.#replies.push({ op: "error", message: e.message });
+      this.#wake?.();
+      e.preventDefault();
+    };
+  }
+
+  send(command: Record<string, unknown>): void {
+    this.#worker.postMessage(command);
+  }
+
+  async expect(op: string): Promise<Reply> {
+    while (this.#replies.length === 0) await new Promise<void>((r) => (this.#wake = r));
+    const reply = this.#replies.shift()!;
+    if (reply.op !== op) throw new Error(`Worker: expected ${op}, got ${JSON.stringify(reply)}`);
+    return reply;
+  }
+
+  async ask(command: Record<string, unknown>, op = command.op as string): Promise<Reply> {
+    this.send(command);
+    return await this.expect(op);
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CMD = "deno task bench (bench/run.ts → Workers running bench/worker_party.ts)";
+
+export interface WorkerResults {
+  handoff: Map<string, { p50: number; p99: number }>;
+  writerWait?: { p50: number; p99: number; max: number; holdNs: number };
+}
+
+/**
+ * Measures every cross-Worker figure, or skips them when mod.ts has no
+ * thread locks yet.
+ */
+export async function workerFigures(
+  add: (f: Figure) => void,
+  skip: (what: string, why: string) => void,
+): Promise<WorkerResults> {
+  const results: WorkerResults = { handoff: new Map() };
+  const lib = await import("../mod.ts") as Record<string, unknown>;
+  if (typeof lib.Lock !== "function" || typeof lib.ReaderWriterLock !== "function") {
+    skip("cross-Worker figures", "mod.ts does not export Lock and ReaderWriterLock yet");
+    return results;
+  }
+  type Shareable = { new (): { buffer: SharedArrayBuffer } };
+  const lock = new (lib.Lock as Shareable)();
+  const rw = new (lib.ReaderWriterLock as Shareable)();
+  const bare = new SharedArrayBuffer(4);
+  const parties = Array.from({ length: 4 }, () => new WorkerParty());
+  try {
+    for (const p of parties) {
+      await p.ask({ op: "attach", lock: lock.buffer, rw: rw.buffer, bare });
+    }
+    const [a, b] = parties;
+
+    // Handoff: a holds, b blocks in acquire, a releases: how long until b holds it.
+    const ROUNDS = 300, WARMUP = 30;
+    for (const kind of ["bare", "Lock"] as const) {
+      for (const mode of ["sync", "async"] as const) {
+        const samples: number[] = [];
+        for (let i = 0; i < WARMUP + ROUNDS; i++) {
+          await a.ask({ op: "hold", kind });
+          await b.ask({ op: "wait", kind, mode }, "waiting");
+          await sleep(2); // time for b to block in Atomics.wait / waitAsync
+          const t0 = (await a.ask({ op: "release", kind })).t!;
+          const t1 = (await b.expect("wait")).t!;
+          if (i >= WARMUP) samples.push((t1 - t0) * 1e6);
+        }
+        const s = summarize(samples);
+        const name = kind === "bare"
+          ? `bare Atomics futex mutex, ${
+            mode === "sync" ? "Atomics.wait" : "Atomics.waitAsync"
+          } waiter`
+          : `Lock ${mode === "sync" ? "acquireSync()" : "await acquire()"} waiter`;
+        results.handoff.set(`${kind} ${mode}`, s);
+        const section = "cross-Worker handoff (waiter blocked, holder releases)";
+        const command = `${CMD}: ${ROUNDS} rounds`;
+        add({
+          section,
+          name: `${name} p50`,
+          value: s.p50,
+          unit: "ns",
+          detail: `p90 ${format(s.p90, "ns")}, p99 ${format(s.p99, "ns")}, max ${
+            format(s.max, "ns")
+          }`,
+          command,
+          ours: kind === "Lock",
+        });
+        add({
+          section,
+          name: `${name} p99`,
+          value: s.p99,
+          unit: "ns",
+          command,
+          ours: kind === "Lock",
+        });
+      }
+    }
+
+    // Throughput: two Workers contending on one lock for a fixed time.
+    const CONTEND_MS = 700;
+    const contend = async (op: string, workers: WorkerParty[], extra: Record<string, unknown>) => {
+      const buffer = new SharedArrayBuffer(12);
+      const control = new Int32Array(buffer);
+      for (const w of workers) await w.ask({ op, control: buffer, ...extra }, "ready");
+      const t0 = performance.now();
+      Atomics.store(control, GO, 1);
+      Atomics.notify(control, GO);
+      await sleep(CONTEND_MS);
+      Atomics.store(control, STOP, 1);
+      let total = 0;
+      for (const w of workers) total += (await w.expect(op)).count!;
+      const seconds = (performance.now() - t0) / 1000;
+      return { rate: total / seconds, total, counter: control[2] };
+    };
+    for (
+      const [kind, mode, name] of [
+        ["bare", "sync", "bare Atomics futex mutex (Atomics.wait)"],
+        ["Lock", "sync", "Lock acquireSync()+release()"],
+        ["Lock", "async", "Lock await acquire()+release()"],
+      ] as const
+    ) {
+      const r = await contend("contend", [a, b], { kind, mode });
+      add({
+        section: "2 Workers contending on one lock (throughput)",
+        name,
+        value: r.rate,
+        unit: "ops/s",
+        detail: r.counter === r.total
+          ? "no increment lost"
+          : `LOST ${r.total - r.counter} increments`,
+        command: `${CMD}: 2 Workers, ${CONTEND_MS} ms`,
+        ours: kind === "Lock",
+      });
+    }
+
+    // Read-lock scaling: 1..N Workers taking read locks back to back.
+    for (let n = 1; n <= parties.length; n++) {
+      const r = await contend("read", parties.slice(0, n), {});
+      add({
+        section: "ReaderWriterLock read-lock scaling (total throughput)",
+        name: `${n} reader Worker${n > 1 ? "s" : ""}`,
+        value: r.rate,
+        unit: "ops/s",
+        detail: `${
+          (r.rate / n / 1e6).toFixed(2)
+        } M/s per Worker; ${navigator.hardwareConcurrency} cores`,
+        command: `${CMD}: ${n} Workers, ${CONTEND_MS} ms`,
+        ours: true,
+      });
+    }
+
+    // Writer under a reader flood: two Workers hold read locks for HOLD_MS
+    // each, back to back, so that a reader always holds the lock; a third
+    // takes the write lock at random moments.
+    const HOLD_MS = 1, WRITES = 60;
+    const buffer = new SharedArrayBuffer(12);
+    const control = new Int32Array(buffer);
+    await a.ask({ op: "flood", holdMs: HOLD_MS, control: buffer }, "ready");
+    await sleep(HOLD_MS / 2);
+    await b.ask({ op: "flood", holdMs: HOLD_MS, control: buffer }, "ready");
+    await sleep(5);
+    const waits = (await parties[2].ask({ op: "writer", rounds: WRITES })).waits!.map((ms) =>
+      ms * 1e6
+    );
+    Atomics.store(control, STOP, 1);
+    await a.expect("flood");
+    await b.expect("flood");
+    const s = summarize(waits);
+    results.writerWait = { ...s, holdNs: HOLD_MS * 1e6 };
+    const section = `writer wait under a reader flood (2 reader Workers, ${HOLD_MS} ms holds)`;
+    const command = `${CMD}: ${WRITES} write acquisitions`;
+    add({
+      section,
+      name: "ReaderWriterLock acquireWriteLockSync() wait p50",
+      value: s.p50,
+      unit: "ns",
+      detail: `p90 ${format(s.p90, "ns")}, p99 ${format(s.p99, "ns")}, max ${format(s.max, "ns")}`,
+      command,
+      ours: true,
+    });
+    add({ section, name: "… p99", value: s.p99, unit: "ns", command, ours: true });
+    add({
+      section,
+      name: "one reader's hold time",
+      value: HOLD_MS * 1e6,
+      unit: "ns",
+      command,
+      ours: false,
+    });
+  } finally {
+    for (const p of parties) p.terminate();
+  }
+  return results;
+}
