@@ -3,10 +3,12 @@
 // Events it posts by itself: { event: "waiting" | "locked" | "released" | … }.
 
 import { Lock } from "../../locks/lock.ts";
+import { ReaderWriterLock } from "../../locks/reader_writer_lock.ts";
 
 declare const self: Worker;
 
 let lock: Lock | undefined;
+let rw: ReaderWriterLock | undefined;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const event = (name: string) => self.postMessage({ event: name });
 
@@ -34,6 +36,41 @@ async function hammer(counters: Int32Array, iterations: number, lockIt: Lock): P
   }
 }
 
+/**
+ * Readers check that no writer is in; writers that nobody else is in, and add
+ * one to counters[0] non-atomically. counters: [value, readers in, writers in, violations].
+ */
+async function hammerRw(counters: Int32Array, iterations: number, lockIt: ReaderWriterLock) {
+  for (let i = 0; i < iterations; i++) {
+    const write = i % 3 === 0;
+    const mode = i % 4;
+    const sync = mode < 2;
+    if (write) {
+      if (sync) lockIt.acquireWriteLockSync();
+      else await lockIt.acquireWriteLock();
+      if (Atomics.add(counters, 2, 1) !== 0 || Atomics.load(counters, 1) !== 0) {
+        Atomics.add(counters, 3, 1);
+      }
+      const seen = counters[0];
+      if (mode === 2) await Promise.resolve();
+      if (mode === 3) await new Promise((r) => setTimeout(r, 0));
+      if (Atomics.load(counters, 1) !== 0) Atomics.add(counters, 3, 1);
+      counters[0] = seen + 1;
+      Atomics.sub(counters, 2, 1);
+      lockIt.releaseWriteLock();
+    } else {
+      if (sync) lockIt.acquireReadLockSync();
+      else await lockIt.acquireReadLock();
+      Atomics.add(counters, 1, 1);
+      if (Atomics.load(counters, 2) !== 0) Atomics.add(counters, 3, 1);
+      if (mode === 3) await new Promise((r) => setTimeout(r, 0));
+      if (Atomics.load(counters, 2) !== 0) Atomics.add(counters, 3, 1);
+      Atomics.sub(counters, 1, 1);
+      lockIt.releaseReadLock();
+    }
+  }
+}
+
 const ops: Record<string, (r: Request) => unknown> = {
   attachLock: (r) => {
     lock = Lock.from(r.buffer as SharedArrayBuffer);
@@ -52,6 +89,37 @@ const ops: Record<string, (r: Request) => unknown> = {
     return got;
   },
   release: () => lock!.release(),
+  attachRw: (r) => {
+    rw = ReaderWriterLock.from(r.buffer as SharedArrayBuffer);
+    return rw.id;
+  },
+  /** { write, sync, options }: takes a read or write lock; posts "waiting" then "locked". */
+  rwAcquire: async (r) => {
+    event("waiting");
+    const opts = r.options as undefined;
+    const got = r.write
+      ? (r.sync ? rw!.acquireWriteLockSync(opts) : await rw!.acquireWriteLock(opts))
+      : (r.sync ? rw!.acquireReadLockSync(opts) : await rw!.acquireReadLock(opts));
+    if (got) event("locked");
+    return got;
+  },
+  rwRelease: (r) => r.write ? rw!.releaseWriteLock() : rw!.releaseReadLock(),
+  rwTryRead: () => {
+    const got = rw!.acquireReadLockSync({ blocking: false });
+    if (got) rw!.releaseReadLock();
+    return got;
+  },
+  /** Waits for the write lock, then records `tag` in `order` and releases. */
+  rwWriteAndRecord: async (r) => {
+    event("waiting");
+    const order = new Int32Array(r.order as SharedArrayBuffer);
+    if (r.sync) rw!.acquireWriteLockSync();
+    else await rw!.acquireWriteLock();
+    order[Atomics.add(order, 0, 1) + 1] = r.tag as number;
+    rw!.releaseWriteLock();
+  },
+  hammerRw: (r) =>
+    hammerRw(new Int32Array(r.counters as SharedArrayBuffer), r.iterations as number, rw!),
   /** Takes the lock, holds it `ms`, blocking the thread, and releases. */
   holdFor: (r) => {
     lock!.acquireSync();

@@ -1,0 +1,451 @@
+// The Atomics protocol behind `ReaderWriterLock`: a state word, a ticket queue
+// for writers, and records of who holds what, in a SharedArrayBuffer shared by
+// every Worker that attaches to it. Holders here are shared holds: the
+// reentrancy of a thread or of an async chain is counted by the public class
+// and never reaches shared memory.
+//
+// state (Int32, index STATE):
+//   bits 0..15   number of read holds (READERS_MASK); at most MAX_READERS
+//   bit 16       a writer holds the lock (WRITER)
+//   bits 17..30  number of queued writers: holding a ticket, neither served nor gone
+//   bit 31       unused (Atomics.wait needs Int32: keep values non-negative)
+//
+// other words (Int32):
+//   SERVING      the ticket at the head of the writer queue: only its writer may
+//                take the lock out of the queue. Only the head moves it.
+//   NEXT_TICKET  the next ticket to draw (Atomics.add); NEXT_TICKET - SERVING
+//                tickets are in flight, at most RING_LIMIT.
+//   WSEQ         bumped after every change that may let a queued writer go on
+//                (SERVING moves to a live head, last reader leaves, writer leaves).
+//   R_SLEEPERS   readers between "about to wait on STATE" and "done": an upper bound.
+//   W_SLEEPERS   writers between "about to wait on WSEQ" and "done": an upper bound.
+//   WRITER_ID    attachment id of the write holder, 0 when none (plain store).
+//   RING[i]      ticket t (with t & RING_MASK == i) when t was cancelled and not
+//                yet skipped; otherwise empty(i) = i + 1, which is no ticket of slot i.
+//   OWNERS[i]    attachment id that drew the ticket of slot i (plain store).
+//   READS[id]    read holds of attachment id (1..RECORDED_IDS), stored by that
+//                attachment only (plain store), read by forceRelease() after it died.
+//
+// Transitions:
+//   read      load STATE; if no writer holds or queues and readers < MAX, CAS +1.
+//   read wait R_SLEEPERS += 1; loop { load s; CAS if readable; wait on STATE while s }.
+//             A change of STATE between the load and the wait makes the wait
+//             return at once, so no release is missed.
+//   unread    STATE -= 1; if that was the last reader and writers queue, bump WSEQ;
+//             if readers were at MAX_READERS, wake readers.
+//   write     CAS STATE 0 -> WRITER: nobody holds, nobody queues, so FIFO holds.
+//   queue     STATE += one queued writer; t = NEXT_TICKET++; then
+//             W_SLEEPERS += 1; loop { seq = WSEQ; if SERVING == t and no holder,
+//             CAS STATE (-1 queued, +WRITER) and pass the head on; else wait on
+//             WSEQ while seq }. Every change a head waits for bumps WSEQ after
+//             it is made, and every waiter reads WSEQ before it looks: no lost
+//             wake-up.
+//   unwrite   STATE -= WRITER; bump WSEQ if writers queue, else wake readers.
+//   cancel    (timeout, abort, dead owner) STATE -= one queued writer; RING[t] = t;
+//             if SERVING == t, whoever wins the CAS RING[t]: t -> empty skips t.
+//             The head passing SERVING on skips every cancelled ticket the same way.
+//   notify    every notify wakes all sleepers of its word (they re-check), and
+//             only when the word's sleeper count is non-zero.
+//
+// Fairness: writers first, then FIFO among writers. Once a writer queues, new
+// readers wait behind it (readers already in keep their hold, and a thread's
+// or chain's reentrant reads are never refused); the lock goes to queued
+// writers strictly in ticket order across all Workers, and readers are let in
+// again only when no writer holds or queues. Readers can therefore starve
+// under a steady stream of writers, as in fasteners; writers never starve.
+
+import { attachBuffer, HEADER_WORDS, makeBuffer, nextId } from "./_layout.ts";
+import { sleep, sleepSync, type Waiting } from "./_options.ts";
+import { type Abandonment, waitAsync } from "./_wait.ts";
+
+/** Index of the state word. */
+const STATE = HEADER_WORDS;
+/** Index of the ticket now at the head of the writer queue. */
+const SERVING = HEADER_WORDS + 1;
+/** Index of the next ticket to draw. */
+const NEXT_TICKET = HEADER_WORDS + 2;
+/** Index of the writer event counter. */
+const WSEQ = HEADER_WORDS + 3;
+/** Index of the count of readers that may be waiting on STATE. */
+const R_SLEEPERS = HEADER_WORDS + 4;
+/** Index of the count of writers that may be waiting on WSEQ. */
+const W_SLEEPERS = HEADER_WORDS + 5;
+/** Index of the write holder's attachment id. */
+const WRITER_ID = HEADER_WORDS + 6;
+/** Tickets in flight at most: the ring of cancellation marks has this many slots. */
+const RING_SIZE = 1024;
+/** `t & RING_MASK` is the ring slot of ticket t. */
+const RING_MASK = RING_SIZE - 1;
+/** A writer waits before drawing a ticket while this many are in flight, so slots never clash. */
+const RING_LIMIT = RING_SIZE - 256;
+/** Index of the first cancellation mark. */
+const RING = HEADER_WORDS + 7;
+/** Index of the first ticket owner record. */
+const OWNERS = RING + RING_SIZE;
+/** Attachment ids 1..RECORDED_IDS have their read holds recorded for forceRelease(). */
+const RECORDED_IDS = 256;
+/** Index of READS[0] (unused: ids start at 1). */
+const READS = OWNERS + RING_SIZE;
+/** Words in a ReaderWriterLock buffer. */
+const WORDS = READS + RECORDED_IDS + 1;
+
+/** STATE bits holding the number of read holds. */
+const READERS_MASK = 0xffff;
+/** The most read holds at once. */
+const MAX_READERS = READERS_MASK;
+/** STATE bit: a writer holds the lock. */
+const WRITER = 1 << 16;
+/** STATE: one queued writer. */
+const QUEUED_ONE = 1 << 17;
+/** STATE bits counting queued writers. */
+const QUEUED_MASK = 0x3fff << 17;
+
+/** "FRwL": marks a ReaderWriterLock buffer. */
+const RW_MAGIC = 0x4652774c;
+/** Bumped whenever a word above changes meaning. */
+const RW_LAYOUT = 1;
+
+/** Load-and-CAS rounds tried before a contended acquire waits. */
+const SPIN = 100;
+
+/** Read holds in `s`. */
+const readers = (s: number) => s & READERS_MASK;
+/** Whether a writer holds in `s`. */
+const isWriteLocked = (s: number) => (s & WRITER) !== 0;
+/** Whether writers queue in `s`. */
+const hasQueuedWriters = (s: number) => (s & QUEUED_MASK) !== 0;
+/** Whether a new reader may come in: no writer holds or queues, room for one more. */
+const isReadLockable = (s: number) => (s & ~READERS_MASK) === 0 && s !== MAX_READERS;
+/** Whether the head writer may take the lock: nobody holds it. */
+const isWriteLockable = (s: number) => (s & (READERS_MASK | WRITER)) === 0;
+/** The value of a ring slot that marks no ticket. */
+const empty = (slot: number) => slot + 1;
+
+/** Notifies of the RW protocol go to every sleeper: abandoned async waits cannot swallow them. */
+const NO_ACCOUNTING: Abandonment = { onAbandon() {}, onAbandonedWake() {} };
+
+/** One attachment (one Worker's view) of a shared reader-writer lock. */
+export class RawRwLock {
+  readonly view: Int32Array;
+  /** This attachment's holder id, unique within the buffer. */
+  readonly id: number;
+  /** Read holds of this attachment, mirrored into READS[id]. */
+  #reads = 0;
+  readonly #recorded: boolean;
+
+  constructor(buffer?: SharedArrayBuffer) {
+    if (buffer === undefined) {
+      this.view = makeBuffer(WORDS, RW_MAGIC, RW_LAYOUT);
+      for (let i = 0; i < RING_SIZE; i++) this.view[RING + i] = empty(i);
+    } else {
+      this.view = attachBuffer(buffer, WORDS, RW_MAGIC, RW_LAYOUT, "ReaderWriterLock");
+    }
+    this.id = nextId(this.view);
+    this.#recorded = this.id <= RECORDED_IDS;
+  }
+
+  get owner(): "r" | "w" | null {
+    const s = Atomics.load(this.view, STATE);
+    return isWriteLocked(s) ? "w" : readers(s) !== 0 ? "r" : null;
+  }
+
+  get hasPendingWriters(): boolean {
+    return hasQueuedWriters(Atomics.load(this.view, STATE));
+  }
+
+  // ---- readers -------------------------------------------------------------
+
+  /** One attempt at a read hold; retries only while the lock stays readable. */
+  tryRead(): boolean {
+    const view = this.view;
+    for (;;) {
+      const s = Atomics.load(view, STATE);
+      if (!isReadLockable(s)) return false;
+      // Fast path: one CAS, no allocation.
+      if (Atomics.compareExchange(view, STATE, s, s + 1) === s) {
+        this.#noteReads(1);
+        return true;
+      }
+    }
+  }
+
+  readSync(w: Waiting): boolean {
+    if (this.tryRead()) return true;
+    if (w.timeout === 0) return false;
+    return this.#readContendedSync(w.timeout);
+  }
+
+  readAsync(w: Waiting): Promise<boolean> {
+    if (this.tryRead()) return Promise.resolve(true);
+    if (w.timeout === 0) return Promise.resolve(false);
+    return this.#readContendedAsync(w.timeout, w.signal);
+  }
+
+  releaseRead(): void {
+    this.#noteReads(-1);
+    this.#unread(1);
+  }
+
+  #noteReads(delta: number): void {
+    this.#reads += delta;
+    if (this.#recorded) this.view[READS + this.id] = this.#reads;
+  }
+
+  #unread(n: number): void {
+    const prev = Atomics.sub(this.view, STATE, n);
+    if (readers(prev) === n && hasQueuedWriters(prev)) this.#writerEvent();
+    else if (readers(prev) === MAX_READERS) this.#readerEvent();
+  }
+
+  #spinRead(): boolean {
+    for (let i = 0; i < SPIN; i++) {
+      if (isReadLockable(Atomics.load(this.view, STATE)) && this.tryRead()) return true;
+    }
+    return false;
+  }
+
+  #readContendedSync(timeout: number): boolean {
+    if (this.#spinRead()) return true;
+    const view = this.view;
+    const deadline = performance.now() + timeout;
+    Atomics.add(view, R_SLEEPERS, 1);
+    try {
+      for (;;) {
+        const s = Atomics.load(view, STATE);
+        if (isReadLockable(s)) {
+          if (this.tryRead()) return true;
+          continue;
+        }
+        const left = deadline - performance.now();
+        if (left <= 0) return false;
+        Atomics.wait(view, STATE, s, left);
+      }
+    } finally {
+      Atomics.sub(view, R_SLEEPERS, 1);
+    }
+  }
+
+  async #readContendedAsync(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
+    if (this.#spinRead()) return true;
+    const view = this.view;
+    const deadline = performance.now() + timeout;
+    Atomics.add(view, R_SLEEPERS, 1);
+    try {
+      for (;;) {
+        const s = Atomics.load(view, STATE);
+        if (isReadLockable(s)) {
+          if (this.tryRead()) return true;
+          continue;
+        }
+        const left = deadline - performance.now();
+        if (left <= 0) return false;
+        await waitAsync(view, STATE, s, left, signal, NO_ACCOUNTING);
+      }
+    } finally {
+      Atomics.sub(view, R_SLEEPERS, 1);
+    }
+  }
+
+  #readerEvent(): void {
+    if (Atomics.load(this.view, R_SLEEPERS) !== 0) Atomics.notify(this.view, STATE);
+  }
+
+  // ---- writers -------------------------------------------------------------
+
+  /** One attempt at the write hold: only when nobody holds or queues. */
+  tryWrite(): boolean {
+    // Fast path: one CAS, no allocation.
+    if (Atomics.compareExchange(this.view, STATE, 0, WRITER) === 0) {
+      this.view[WRITER_ID] = this.id;
+      return true;
+    }
+    return false;
+  }
+
+  writeSync(w: Waiting): boolean {
+    if (this.tryWrite()) return true;
+    if (w.timeout === 0) return false;
+    return this.#writeContendedSync(w.timeout);
+  }
+
+  writeAsync(w: Waiting): Promise<boolean> {
+    if (this.tryWrite()) return Promise.resolve(true);
+    if (w.timeout === 0) return Promise.resolve(false);
+    return this.#writeContendedAsync(w.timeout, w.signal);
+  }
+
+  releaseWrite(): void {
+    this.view[WRITER_ID] = 0;
+    const prev = Atomics.sub(this.view, STATE, WRITER);
+    if (hasQueuedWriters(prev)) this.#writerEvent();
+    else this.#readerEvent();
+  }
+
+  /** Turns the write hold into a read hold, letting no writer in between. */
+  downgrade(): void {
+    const view = this.view;
+    view[WRITER_ID] = 0;
+    this.#noteReads(1);
+    const prev = Atomics.add(view, STATE, 1 - WRITER);
+    if (!hasQueuedWriters(prev)) this.#readerEvent();
+  }
+
+  #writerEvent(): void {
+    Atomics.add(this.view, WSEQ, 1);
+    if (Atomics.load(this.view, W_SLEEPERS) !== 0) Atomics.notify(this.view, WSEQ);
+  }
+
+  #spinWrite(): boolean {
+    for (let i = 0; i < SPIN; i++) {
+      if (Atomics.load(this.view, STATE) === 0 && this.tryWrite()) return true;
+    }
+    return false;
+  }
+
+  /** Joins the queue: one more queued writer in STATE, and a ticket. */
+  #enqueue(): number {
+    const view = this.view;
+    Atomics.add(view, STATE, QUEUED_ONE);
+    const t = Atomics.add(view, NEXT_TICKET, 1);
+    view[OWNERS + (t & RING_MASK)] = this.id;
+    return t;
+  }
+
+  /** Whether a ticket may be drawn without its ring slot clashing with a live one. */
+  #ringHasRoom(): boolean {
+    const inFlight = (Atomics.load(this.view, NEXT_TICKET) - Atomics.load(this.view, SERVING)) | 0;
+    return inFlight < RING_LIMIT;
+  }
+
+  /** The head (ticket t) takes the lock if nobody holds it. */
+  #tryTakeAsHead(t: number): boolean {
+    const view = this.view;
+    if (Atomics.load(view, SERVING) !== t) return false;
+    for (;;) {
+      const s = Atomics.load(view, STATE);
+      if (!isWriteLockable(s)) return false;
+      if (Atomics.compareExchange(view, STATE, s, s - QUEUED_ONE + WRITER) === s) {
+        view[WRITER_ID] = this.id;
+        this.#passHead(t);
+        return true;
+      }
+    }
+  }
+
+  /** Moves SERVING past ticket t and past every cancelled ticket after it. */
+  #passHead(t: number): void {
+    const view = this.view;
+    for (let next = (t + 1) | 0;; next = (next + 1) | 0) {
+      Atomics.store(view, SERVING, next);
+      const slot = next & RING_MASK;
+      if (Atomics.compareExchange(view, RING + slot, next, empty(slot)) !== next) return;
+    }
+  }
+
+  /** Withdraws ticket t (its writer gave up or died). */
+  cancel(t: number): void {
+    const view = this.view;
+    const prev = Atomics.sub(view, STATE, QUEUED_ONE);
+    const slot = t & RING_MASK;
+    Atomics.store(view, RING + slot, t);
+    if (
+      Atomics.load(view, SERVING) === t &&
+      Atomics.compareExchange(view, RING + slot, t, empty(slot)) === t
+    ) {
+      this.#passHead(t);
+      this.#writerEvent();
+    }
+    if ((prev & QUEUED_MASK) === QUEUED_ONE && !isWriteLocked(prev)) this.#readerEvent();
+  }
+
+  #writeContendedSync(timeout: number): boolean {
+    if (this.#spinWrite()) return true;
+    const view = this.view;
+    const deadline = performance.now() + timeout;
+    while (!this.#ringHasRoom()) {
+      if (performance.now() >= deadline) return false;
+      sleepSync(1);
+    }
+    const t = this.#enqueue();
+    Atomics.add(view, W_SLEEPERS, 1);
+    try {
+      for (;;) {
+        const seq = Atomics.load(view, WSEQ);
+        if (this.#tryTakeAsHead(t)) return true;
+        const left = deadline - performance.now();
+        if (left <= 0) {
+          this.cancel(t);
+          return false;
+        }
+        Atomics.wait(view, WSEQ, seq, left);
+      }
+    } finally {
+      Atomics.sub(view, W_SLEEPERS, 1);
+    }
+  }
+
+  async #writeContendedAsync(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
+    if (this.#spinWrite()) return true;
+    const view = this.view;
+    const deadline = performance.now() + timeout;
+    while (!this.#ringHasRoom()) {
+      if (performance.now() >= deadline) return false;
+      await sleep(1, signal);
+    }
+    const t = this.#enqueue();
+    Atomics.add(view, W_SLEEPERS, 1);
+    try {
+      for (;;) {
+        const seq = Atomics.load(view, WSEQ);
+        if (this.#tryTakeAsHead(t)) return true;
+        const left = deadline - performance.now();
+        if (left <= 0) {
+          this.cancel(t);
+          return false;
+        }
+        try {
+          await waitAsync(view, WSEQ, seq, left, signal, NO_ACCOUNTING);
+        } catch (reason) {
+          this.cancel(t);
+          throw reason;
+        }
+      }
+    } finally {
+      Atomics.sub(view, W_SLEEPERS, 1);
+    }
+  }
+
+  // ---- recovery ------------------------------------------------------------
+
+  /**
+   * Releases every hold of attachment `id` and withdraws its queued tickets.
+   * Meant for an attachment whose Worker is gone: a live one would be robbed.
+   * Returns how many holds and tickets were undone.
+   */
+  forceRelease(id: number): number {
+    const view = this.view;
+    let undone = 0;
+    if (id > 0 && isWriteLocked(Atomics.load(view, STATE)) && view[WRITER_ID] === id) {
+      this.releaseWrite();
+      undone++;
+    }
+    if (id > 0 && id <= RECORDED_IDS) {
+      const reads = view[READS + id];
+      if (reads > 0) {
+        view[READS + id] = 0;
+        if (id === this.id) this.#reads = 0;
+        this.#unread(reads);
+        undone += reads;
+      }
+    }
+    const end = Atomics.load(view, NEXT_TICKET);
+    for (let t = Atomics.load(view, SERVING); t !== end; t = (t + 1) | 0) {
+      const slot = t & RING_MASK;
+      if (view[OWNERS + slot] === id && Atomics.load(view, RING + slot) !== t) {
+        this.cancel(t);
+        undone++;
+      }
+    }
+    return undone;
+  }
+}
