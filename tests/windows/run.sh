@@ -4,8 +4,9 @@
 # Linux machine. See issue 6 for why each step is needed.
 #
 # Usage: tests/windows/run.sh [TEST_FILE_OR_DIR ...]
-#   Without arguments it runs the process-lock, thread-lock, CLI and FFI test files
-#   that exist in tests/. Exits with deno test's status.
+#   Without arguments it runs what `deno task test` runs (the paths in deno.json's
+#   tasks.test: the whole suite). Tests that cannot apply on Windows skip
+#   themselves. Exits with deno test's status (2 when the setup fails).
 #
 # Environment (all optional):
 #   DENO_VERSION           Windows Deno version; default: that of the `deno` on PATH.
@@ -39,6 +40,25 @@ die() {
   exit 2
 }
 
+WINE64=/usr/lib/wine/wine64 # Debian's 64-bit loader; /usr/bin/wine wants wine32 too
+WINESERVER=/usr/lib/wine/wineserver
+MINGW=x86_64-w64-mingw32
+
+# Folders to delete on exit, and the Wine prefix whose processes to end first.
+scratch=()
+prefix=""
+cleanup() {
+  if [[ -n $prefix && -d $prefix ]]; then
+    # Ends only this prefix's wineserver and the Windows processes under it.
+    "$WINESERVER" -k 2>/dev/null || true
+    "$WINESERVER" -w 2>/dev/null || true
+  fi
+  ((${#scratch[@]} == 0)) || rm -rf "${scratch[@]}"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # Wall time of each phase, printed at the end.
 SECONDS=0
 timings=()
@@ -50,34 +70,17 @@ phase_done() {
 
 # --- 0. What to run -----------------------------------------------------------
 
-if (($#)); then
-  # Relative to the caller's folder; shown relative to the repo where inside it.
-  targets=()
-  for arg in "$@"; do
-    [[ -e $arg ]] || die "no such test file or folder: $arg"
-    targets+=("$(realpath --relative-base="$repo" -- "$arg")")
-  done
-  cd "$repo"
-else
-  cd "$repo"
-  targets=()
-  shopt -s nullglob
-  for f in tests/*_test.ts; do
-    case "${f##*/}" in
-      *process*lock*_test.ts | lock_test.ts | reader_writer_lock_test.ts | *cli*_test.ts | *ffi*_test.ts)
-        targets+=("$f")
-        ;;
-    esac
-  done
-  shopt -u nullglob
-  ((${#targets[@]})) || die "no process-lock, thread-lock, CLI or FFI test files in tests/"
-fi
+# Arguments are relative to the caller's folder; shown relative to the repo
+# where inside it. Without arguments: what `deno task test` runs (read below).
+targets=()
+for arg in "$@"; do
+  [[ -e $arg ]] || die "no such test file or folder: $arg"
+  targets+=("$(realpath --relative-base="$repo" -- "$arg")")
+done
+cd "$repo"
+[[ -f deno.json ]] || die "no deno.json in $repo"
 
 # --- 1. System packages -------------------------------------------------------
-
-WINE64=/usr/lib/wine/wine64 # Debian's 64-bit loader; /usr/bin/wine wants wine32 too
-WINESERVER=/usr/lib/wine/wineserver
-MINGW=x86_64-w64-mingw32
 
 missing=()
 [[ -x $WINE64 ]] || missing+=(wine64)
@@ -91,7 +94,7 @@ if ((${#missing[@]})); then
   fi
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [[ -x $WINE64 ]] || die "wine64 installed, but $WINE64 is missing"
 fi
 command -v npm >/dev/null || die "npm is needed to fetch the Windows build of Deno"
@@ -113,6 +116,7 @@ mkdir -p "$bin"
 if [[ ! -f $deno_exe ]]; then
   say "fetching @deno/win32-x64@$DENO_VERSION from npm"
   dl="$(mktemp -d "$cache/.download.XXXXXX")"
+  scratch+=("$dl")
   (cd "$dl" && npm pack --silent "@deno/win32-x64@$DENO_VERSION" >/dev/null)
   tar -xzf "$dl"/deno-win32-x64-*.tgz -C "$dl" package/deno.exe
   # Same length, so no offset in the PE file moves; a name kernelbase does not
@@ -122,7 +126,6 @@ if [[ ! -f $deno_exe ]]; then
   perl -0777 -pi -e 's/VirtualAlloc2/VirtualAllocX/' "$dl/package/deno.exe"
   mv "$dl/package/deno.exe" "$deno_exe.tmp.$$"
   mv -f "$deno_exe.tmp.$$" "$deno_exe" # atomic: a concurrent run sees the old file or the new
-  rm -rf "$dl"
 fi
 phase_done "deno.exe"
 
@@ -133,34 +136,27 @@ stamp="$(cat "${sources[@]}" | sha256sum | cut -c1-16)"
 if [[ ! -f $bin/bcryptprimitives.dll || "$(cat "$bin/bcryptprimitives.stamp" 2>/dev/null)" != "$stamp" ]]; then
   say "building the stand-in bcryptprimitives.dll"
   obj="$(mktemp -d "$cache/.build.XXXXXX")"
+  scratch+=("$obj")
   "$MINGW-as" -o "$obj/bcryptprimitives.o" "$here/bcryptprimitives.s"
   "$MINGW-dlltool" -d "$here/advapi32.def" -l "$obj/libadvapi32.a"
   "$MINGW-ld" -shared --subsystem windows -o "$obj/bcryptprimitives.dll" \
     "$here/bcryptprimitives.def" "$obj/bcryptprimitives.o" "$obj/libadvapi32.a"
   mv -f "$obj/bcryptprimitives.dll" "$bin/bcryptprimitives.dll"
   echo "$stamp" >"$bin/bcryptprimitives.stamp"
-  rm -rf "$obj"
 fi
 phase_done "dll"
 
 # --- 4. Run under Wine ----------------------------------------------------------
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/fasteners-wine.XXXXXX")"
-export WINEPREFIX="$work/prefix"
+scratch+=("$work")
+prefix="$work/prefix"
+export WINEPREFIX="$prefix"
 export WINEDEBUG=-all
 export WINEDLLOVERRIDES="mscoree,mshtml=" # no Mono/Gecko installers in the new prefix
 export DENO_DIR="Z:${work//\//\\}\\deno"  # Wine maps Z: to /
 export DENO_NO_UPDATE_CHECK=1
 export NO_COLOR=1
-cleanup() {
-  # Ends only this prefix's wineserver and the Windows processes under it.
-  "$WINESERVER" -k 2>/dev/null || true
-  "$WINESERVER" -w 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 wine() {
   timeout --kill-after=10 "${FASTENERS_WINE_TIMEOUT:-900}" "$WINE64" "$deno_exe" "$@"
@@ -174,18 +170,32 @@ os="$(wine eval --quiet 'console.log(Deno.build.os)' 2>"$work/wine.err" | tr -d 
 [[ $os == windows ]] || die "deno.exe under Wine reports Deno.build.os = '$os'"
 phase_done "prefix"
 
-# The flags of `deno task test`, so both runs grant the same permissions.
-flags_js='const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks?.test ?? "";
-console.log(t.split(/\s+/).filter((w) => w.startsWith("--")).join(" "));'
-read -r -a flags <<<"$(wine eval --quiet "$flags_js" | tr -d '\r')"
+# `deno task test` split into its flags and its paths, so that both runs grant
+# the same permissions and, by default, run the same files.
+task_js='const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks?.test ?? "";
+const words = t.trim().split(/\s+/).slice(2); // after "deno test"
+console.log(words.filter((w) => w.startsWith("-")).join(" "));
+console.log(words.filter((w) => !w.startsWith("-")).join(" "));'
+task="$(wine eval --quiet "$task_js" | tr -d '\r')" || die "cannot read deno.json's tasks.test"
+{
+  read -r -a flags
+  read -r -a task_paths
+} <<<"$task" || true
 ((${#flags[@]})) || die "no flags found in deno.json's tasks.test"
-
+((${#targets[@]})) || targets=("${task_paths[@]}")
+((${#targets[@]})) || die "deno.json's tasks.test names no test files or folders"
 
 say "deno.exe $DENO_VERSION test ${flags[*]} ${targets[*]}"
-set +e
-wine test "${flags[@]}" "${targets[@]}" 2>&1 | tr -d '\r' | tee "$work/test.log"
-status=${PIPESTATUS[0]}
-set -e
+# In the background, so that an INT or TERM to this script is handled at once
+# (bash defers traps until a foreground command ends) and the cleanup ends
+# the Windows processes.
+{
+  status=0
+  wine test "${flags[@]}" "${targets[@]}" || status=$?
+  echo "$status" >"$work/status"
+} 2>&1 | tr -d '\r' | tee "$work/test.log" &
+wait $! || true
+status="$(cat "$work/status" 2>/dev/null || echo 1)"
 phase_done "tests"
 
 summary="$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$work/test.log" | tail -n 1 || true)"
