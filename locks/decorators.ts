@@ -144,6 +144,9 @@ export function locked<This, Args extends unknown[], R>(
   context?: ClassMethodDecoratorContext<This>,
 ): LockedMethod<This, Args, R>;
 /**
+ * Runs a method (or any function) while holding the given lock(s), or the
+ * lock in the named property of `this`.
+ *
  * @param lock A lock, an array of locks taken in order, or the key of the property of `this` holding the lock.
  * @returns A decorator that is also a plain function wrapper.
  */
@@ -216,6 +219,9 @@ export function readLocked<This, Args extends unknown[], R>(
   context?: ClassMethodDecoratorContext<This>,
 ): LockedMethod<This, Args, R>;
 /**
+ * Runs a method (or any function) holding a read lock of the given
+ * reader-writer lock(s), or of the one in the named property of `this`.
+ *
  * @param lock A reader-writer lock, an array of them, or the key of the property of `this` holding one.
  * @returns A decorator that is also a plain function wrapper.
  */
@@ -255,6 +261,9 @@ export function writeLocked<This, Args extends unknown[], R>(
   context?: ClassMethodDecoratorContext<This>,
 ): LockedMethod<This, Args, R>;
 /**
+ * Runs a method (or any function) holding the write lock of the given
+ * reader-writer lock(s), or of the one in the named property of `this`.
+ *
  * @param lock A reader-writer lock, an array of them, or the key of the property of `this` holding one.
  * @returns A decorator that is also a plain function wrapper.
  */
