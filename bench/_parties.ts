@@ -62,6 +62,7 @@ export function spawnParty(cmd: string, args: string[]): Party {
 }
 
 export interface Summary {
+  min: number;
   p50: number;
   p90: number;
   p99: number;
@@ -73,5 +74,12 @@ export interface Summary {
 export function summarize(samples: number[]): Summary {
   const s = [...samples].sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
-  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: s[s.length - 1], n: s.length };
+  return {
+    min: s[0],
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    max: s[s.length - 1],
+    n: s.length,
+  };
 }
