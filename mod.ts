@@ -6,6 +6,11 @@
  *   lock a file between processes, Workers, lock objects and async tasks
  *   (Linux OFD `fcntl` locks, macOS `flock`, Windows `LockFileEx`, called
  *   through `Deno.dlopen`; they need `--allow-ffi`).
+ * - {@linkcode Lock} and {@linkcode ReaderWriterLock} live in a
+ *   `SharedArrayBuffer` and are shared between Workers by posting their
+ *   `buffer`; they need no permission.
+ * - {@linkcode locked}, {@linkcode readLocked}, {@linkcode writeLocked} and
+ *   {@linkcode tryLock} are fasteners' decorators and helper.
  *
  * Every lock has the same shape: `acquire()` / `acquireSync()` / `release()`,
  * guards for `using` and `await using`, `with…` callbacks, options in
@@ -35,3 +40,17 @@ export {
   interprocessReadLocked,
   interprocessWriteLocked,
 } from "./locks/interprocess_reader_writer_lock.ts";
+export { Lock } from "./locks/lock.ts";
+export { ReaderWriterLock } from "./locks/reader_writer_lock.ts";
+export {
+  DEFAULT_LOCK_PROPERTY,
+  locked,
+  type LockedMethod,
+  readLocked,
+  type TryLock,
+  tryLock,
+  type TryLockable,
+  type WithLock,
+  type WithReadWriteLock,
+  writeLocked,
+} from "./locks/decorators.ts";

@@ -12,10 +12,12 @@ export type Handle = number | Deno.PointerObject;
 /** The OS operations a process lock is built from. */
 export interface Mechanism {
   /**
-   * Opens an existing lock file for reading and writing, close-on-exec,
-   * without creating, truncating or writing it.
+   * Opens the lock file for reading and writing, close-on-exec, without
+   * truncating or writing it. Unix opens only an existing file (no O_CREAT,
+   * whose mode argument is variadic); Windows creates a missing file in an
+   * existing folder (CreateFileW with OPEN_ALWAYS).
    *
-   * @returns the handle, or `null` when the file or a parent folder does not exist.
+   * @returns the handle, or `null` when the file (Unix) or a parent folder does not exist.
    * @throws {LockError} for every other failure, naming `path` and the OS error.
    */
   open(path: string): Handle | null;

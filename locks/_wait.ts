@@ -1,7 +1,8 @@
 // Waiting on a shared Int32 word without blocking the event loop.
 //
 // Two facts about Deno shape this file. A pending `Atomics.waitAsync` does not
-// keep the event loop alive, so every wait here owns a timer; and that timer is
+// keep the event loop alive, so every wait with a timeout or signal owns a
+// timer (waits without either share one keep-alive timer); and that timer is
 // what ends the wait on time (the wait itself has no timeout), so no separate
 // keep-alive timer can race the wait's own timeout. The price: a wait that ends
 // by its timer or by an abort stays registered in the engine's waiter list
@@ -39,6 +40,16 @@ export function waitAsync(
 ): Promise<WaitResult> {
   const wait = Atomics.waitAsync(view, index, expected);
   if (!wait.async) return Promise.resolve(wait.value);
+  // Fast path: a wait with no end of its own needs no timer of its own; the
+  // shared keep-alive timer holds the event loop open while any such wait is
+  // pending, and nothing can race it, since only a notify ends the wait.
+  if (ms === Infinity && signal === undefined) {
+    keepAlive(1);
+    return wait.value.then((result) => {
+      keepAlive(-1);
+      return result;
+    });
+  }
   return new Promise<WaitResult>((resolve, reject) => {
     let settled = false;
     const giveUp = (aborted: boolean) => {
@@ -65,4 +76,19 @@ export function waitAsync(
       resolve(result);
     });
   });
+}
+
+/** Pending waits that have no timer of their own. */
+let endless = 0;
+/** One timer per isolate, referenced (keeping the event loop alive) while `endless > 0`. */
+let keeper: ReturnType<typeof setInterval> | undefined;
+
+function keepAlive(change: 1 | -1): void {
+  endless += change;
+  if (change === 1 && endless === 1) {
+    keeper ??= setInterval(() => {}, MAX_TIMER);
+    Deno.refTimer(keeper!);
+  } else if (endless === 0) {
+    Deno.unrefTimer(keeper!);
+  }
 }

@@ -71,7 +71,7 @@ export class InterProcessLock {
    */
   constructor(path: string | URL) {
     this.path = lockFilePath(path);
-    this.#name = `InterProcessLock(${JSON.stringify(this.path)})`;
+    this.#name = `InterProcessLock('${this.path}')`;
     this.#file = LockFile.for(this.path, this);
   }
 

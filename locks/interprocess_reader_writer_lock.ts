@@ -66,7 +66,7 @@ export class InterProcessReaderWriterLock {
    */
   constructor(path: string | URL) {
     this.path = lockFilePath(path);
-    this.#name = `InterProcessReaderWriterLock(${JSON.stringify(this.path)})`;
+    this.#name = `InterProcessReaderWriterLock('${this.path}')`;
     this.#file = LockFile.for(this.path, this);
   }
 

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import * as linux from "../ffi/linux.ts";
 import * as darwin from "../ffi/darwin.ts";
+import * as windows from "../ffi/windows.ts";
 import { cString } from "../ffi/_mechanism.ts";
 import { tempDir } from "./_helpers.ts";
 
@@ -43,6 +44,29 @@ Deno.test("symbol tables pass paths as NUL-terminated UTF-8 and never a variadic
   assert.deepEqual(darwin.DARWIN_SYMBOLS.open.parameters, ["buffer", "i32"]);
   assert.equal(linux.LINUX_SYMBOLS.fcntl_wait.nonblocking, true);
   assert.equal(darwin.DARWIN_SYMBOLS.flock_wait.nonblocking, true);
+});
+
+Deno.test("Windows x64 OVERLAPPED is 32 bytes, zeroed, with Offset at 16 and hEvent at 24", () => {
+  assert.deepEqual(
+    [
+      windows.OVERLAPPED_SIZE,
+      windows.OVERLAPPED_INTERNAL,
+      windows.OVERLAPPED_INTERNAL_HIGH,
+      windows.OVERLAPPED_OFFSET,
+      windows.OVERLAPPED_OFFSET_HIGH,
+      windows.OVERLAPPED_H_EVENT,
+    ],
+    [32, 0, 8, 16, 20, 24],
+  );
+  assert.deepEqual([...windows.overlapped()], new Array(32).fill(0), "byte 0, no event");
+  assert.deepEqual([windows.LOCK_OFFSET, windows.LOCK_LENGTH], [0, 1]);
+  assert.deepEqual(
+    [windows.LOCKFILE_FAIL_IMMEDIATELY, windows.LOCKFILE_EXCLUSIVE_LOCK, windows.OPEN_ALWAYS],
+    [1, 2, 4],
+  );
+  assert.equal((windows.GENERIC_READ | windows.GENERIC_WRITE) >>> 0, 0xc0000000);
+  assert.equal(windows.ERROR_LOCK_VIOLATION, 33);
+  assert.equal(windows.INVALID_HANDLE_VALUE, 2n ** 64n - 1n);
 });
 
 const cc = Deno.build.os === "linux" ? await compiler() : undefined;

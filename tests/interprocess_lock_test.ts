@@ -95,9 +95,7 @@ Deno.test("InterProcessLock excludes between lock objects and async tasks in one
   assert.equal(count, 80);
 });
 
-Deno.test("InterProcessLock: a waiter gets the lock when the holder is killed with SIGKILL", {
-  ignore: isWindows,
-}, async () => {
+Deno.test("InterProcessLock: a waiter gets the lock when the holder is killed with SIGKILL", async () => {
   await using dir = await tempDir();
   const path = dir.file("a.lock");
   await using first = await holder("lock", path);
@@ -105,7 +103,10 @@ Deno.test("InterProcessLock: a waiter gets the lock when the holder is killed wi
   await second.expect("waiting");
   const killed = performance.timeOrigin + performance.now();
   first.process.kill("SIGKILL");
-  assert.equal((await first.process.status).signal, "SIGKILL");
+  const status = await first.process.status;
+  // Windows has no signals: Deno ends the process with TerminateProcess.
+  if (isWindows) assert.equal(status.success, false);
+  else assert.equal(status.signal, "SIGKILL");
   const locked = Number((await second.expect("locked")).split(" ")[1]);
   assert.ok(locked >= killed, "the waiter got the lock before the holder died");
 });
@@ -323,8 +324,13 @@ Deno.test("interprocessLocked() wraps functions and decorates methods", async ()
   probe.release();
 });
 
+// Counted from /proc/self/fd; Wine's GetProcessHandleCount always answers 0,
+// so a Windows variant would check nothing where it runs in CI.
+const noFdCount = Deno.build.os === "linux" ? undefined : "descriptors are counted on Linux only";
+if (noFdCount) console.log(`descriptor-count test skipped: ${noFdCount}`);
+
 Deno.test("InterProcessLock leaves the descriptor count unchanged over thousands of cycles", {
-  ignore: Deno.build.os !== "linux",
+  ignore: noFdCount !== undefined,
 }, async () => {
   await using dir = await tempDir();
   const path = dir.file("a.lock");

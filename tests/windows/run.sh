@@ -71,7 +71,7 @@ phase_done() {
 # --- 0. What to run -----------------------------------------------------------
 
 # Arguments are relative to the caller's folder; shown relative to the repo
-# where inside it. Without arguments: what `deno task test` runs (read below).
+# where inside it. Without arguments: the whole tests/ folder.
 targets=()
 for arg in "$@"; do
   [[ -e $arg ]] || die "no such test file or folder: $arg"
@@ -170,20 +170,14 @@ os="$(wine eval --quiet 'console.log(Deno.build.os)' 2>"$work/wine.err" | tr -d 
 [[ $os == windows ]] || die "deno.exe under Wine reports Deno.build.os = '$os'"
 phase_done "prefix"
 
-# `deno task test` split into its flags and its paths, so that both runs grant
-# the same permissions and, by default, run the same files.
-task_js='const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks?.test ?? "";
-const words = t.trim().split(/\s+/).slice(2); // after "deno test"
-console.log(words.filter((w) => w.startsWith("-")).join(" "));
-console.log(words.filter((w) => !w.startsWith("-")).join(" "));'
-task="$(wine eval --quiet "$task_js" | tr -d '\r')" || die "cannot read deno.json's tasks.test"
-{
-  read -r -a flags
-  read -r -a task_paths
-} <<<"$task" || true
-((${#flags[@]})) || die "no flags found in deno.json's tasks.test"
-((${#targets[@]})) || targets=("${task_paths[@]}")
-((${#targets[@]})) || die "deno.json's tasks.test names no test files or folders"
+# The permissions of `deno task test:processes` (the part of `deno task test`
+# that grants them), so both runs grant the same; by default every file in tests/.
+task_js='const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks?.["test:processes"] ?? "";
+console.log(t.trim().split(/\s+/).filter((w) => w.startsWith("--allow-")).join(" "));'
+read -r -a flags <<<"$(wine eval --quiet "$task_js" | tr -d '\r')" ||
+  die "cannot read deno.json's tasks"
+((${#flags[@]})) || die "no --allow-* flags found in deno.json's tasks.test:processes"
+((${#targets[@]})) || targets=(tests/)
 
 say "deno.exe $DENO_VERSION test ${flags[*]} ${targets[*]}"
 # In the background, so that an INT or TERM to this script is handled at once
