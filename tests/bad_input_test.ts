@@ -15,14 +15,13 @@ import * as mod from "../mod.ts";
 import {
   InterProcessLock,
   InterProcessReaderWriterLock,
+  Lock,
   LockError,
   LockTimeoutError,
+  ReaderWriterLock,
 } from "../mod.ts";
-import { Lock as LockFromFile } from "../locks/lock.ts";
 
-const exported = mod as unknown as Record<string, unknown>;
-/** The thread `Lock`: from mod.ts once exported, until then from locks/lock.ts. */
-const Lock = (exported.Lock ?? LockFromFile) as typeof LockFromFile;
+type LockFromFile = Lock;
 
 /** Names of mod.ts exports that a test below covers. */
 const covered = new Set<string>();
@@ -626,9 +625,8 @@ Deno.test("Lock methods refuse bad options and bad ids, and the lock still works
 cover("ReaderWriterLock");
 Deno.test({
   name: "ReaderWriterLock refuses foreign buffers and bad options, and still works",
-  ignore: !("ReaderWriterLock" in exported),
   fn: async () => {
-    const RW = exported.ReaderWriterLock as ThreadRwLockClass;
+    const RW = ReaderWriterLock as unknown as ThreadRwLockClass;
     const lock = new RW();
     for (const [buffer, mention, label] of foreignBuffers(lock.buffer)) {
       expectThrow(
@@ -714,6 +712,85 @@ Deno.test({
     assert.equal(await lock.acquireReadLock({ timeout: 100 }), true);
     lock.releaseReadLock();
   },
+});
+
+cover("locked", "readLocked", "writeLocked", "DEFAULT_LOCK_PROPERTY");
+Deno.test("locked/readLocked/writeLocked refuse non-locks at once, and a missing this[key] by rejecting", async () => {
+  assert.equal(mod.DEFAULT_LOCK_PROPERTY, "_lock");
+  const decorators = {
+    locked: mod.locked as (x: unknown) => (fn: unknown) => (...a: unknown[]) => Promise<unknown>,
+    readLocked: mod.readLocked as (
+      x: unknown,
+    ) => (fn: unknown) => (...a: unknown[]) => Promise<unknown>,
+    writeLocked: mod.writeLocked as (
+      x: unknown,
+    ) => (fn: unknown) => (...a: unknown[]) => Promise<unknown>,
+  };
+  const lock = new Lock();
+  const rw = new ReaderWriterLock();
+  for (const [name, decorate] of Object.entries(decorators)) {
+    const good = name === "locked" ? lock : rw;
+    // A number is taken as a property key (like a string), so it is checked by rejecting below.
+    for (const bad of [null, true, {}, [{}], [good, 7], new ArrayBuffer(8)]) {
+      expectThrow(() => decorate(bad), TypeError, "", `${name}(${rendering(bad)})`);
+    }
+    // The lock of the other family has no withLock / withReadLock.
+    if (name !== "locked") expectThrow(() => decorate(lock), TypeError, "", `${name}(Lock)`);
+    else expectThrow(() => decorate(rw), TypeError, "", `locked(ReaderWriterLock)`);
+    const wrapper = decorate(good);
+    for (const bad of [undefined, null, 42, "fn"]) {
+      expectThrow(
+        () => wrapper(bad),
+        TypeError,
+        rendering(bad),
+        `${name}(lock)(${rendering(bad)})`,
+      );
+    }
+    assert.equal(await wrapper((x: number) => x * 2)(21), 42);
+    // By key: this[key] that is missing or not a lock rejects with a TypeError naming the key.
+    for (const key of ["_lock", "other", Symbol("k"), 42]) {
+      const method = decorate(key)(function () {
+        return 1;
+      });
+      for (const self of [{}, { _lock: 5, other: "x" }]) {
+        await expectReject(() => method.call(self), TypeError, "", `${name}(${String(key)})`);
+      }
+    }
+  }
+  assert.equal(lock.acquireSync({ blocking: false }), true);
+  lock.release();
+  assert.equal(rw.acquireWriteLockSync({ blocking: false }), true);
+  rw.releaseWriteLock();
+});
+
+cover("tryLock");
+Deno.test("tryLock refuses non-locks with a TypeError naming the value, and the locks still work", async () => {
+  for (
+    const bad of [undefined, null, 42, "lock", {}, { acquireSync() {} }, new ReaderWriterLock()]
+  ) {
+    expectThrow(
+      () => mod.tryLock(bad as unknown as Lock),
+      TypeError,
+      rendering(bad),
+      `tryLock(${rendering(bad)})`,
+    );
+  }
+  const lock = new Lock();
+  {
+    using first = mod.tryLock(lock);
+    using second = mod.tryLock(lock);
+    assert.equal(first.acquired, true);
+    assert.equal(second.acquired, false);
+  }
+  assert.equal(lock.locked, false);
+  await withTempDir(async (dir) => {
+    const ipl = new InterProcessLock(join(dir, "try.lock"));
+    {
+      using t = mod.tryLock(ipl);
+      assert.equal(t.acquired, true);
+    }
+    await processLocksStillWork(dir);
+  });
 });
 
 Deno.test("every export of mod.ts is covered by this sweep", () => {
