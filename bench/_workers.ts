@@ -193,7 +193,7 @@ export async function workerFigures(
       const path = processLock
         ? await Deno.makeTempFile({ prefix: "fasteners-flood-" })
         : undefined;
-      const writes = processLock ? 15 : 60, timeoutMs = processLock ? 100 : 10_000;
+      const writes = processLock ? 15 : 300, timeoutMs = processLock ? 100 : 10_000;
       const buffer = new SharedArrayBuffer(12);
       const control = new Int32Array(buffer);
       await a.ask({ op: "flood", holdMs: HOLD_MS, control: buffer, path }, "ready");

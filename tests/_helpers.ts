@@ -101,11 +101,6 @@ export async function runDeno(
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }
 
-/** The open file descriptors of this process (Linux only). */
-export function openDescriptors(): number {
-  return [...Deno.readDirSync("/proc/self/fd")].length;
-}
-
 /** Whether `/usr/bin/python3` can import fasteners; the reason when not. */
 export async function pythonFasteners(): Promise<string | undefined> {
   try {
