@@ -18,6 +18,11 @@
  * internal error. `SIGINT` and `SIGTERM` received while the command runs are
  * passed on to it, and the lock is released when it ends.
  *
+ * A signal that comes while the CLI still waits for the lock ends it as
+ * usual (no command is started). Ctrl-C on a terminal reaches the command
+ * directly, as the whole foreground process group gets it, and once more
+ * through the CLI: a command that traps `SIGINT` may see it twice.
+ *
  * Unlike `flock(1)`, the lock is held by this process, not by a descriptor
  * that the command inherits: it lasts exactly as long as the command itself,
  * not as long as any background process the command leaves behind.

@@ -413,3 +413,21 @@ Deno.test({
     assert.equal((await cli("-n", s.lock, "true")).code, 0);
   },
 });
+
+Deno.test({
+  name: "cli: SIGTERM while waiting for the lock ends the CLI without running the command",
+  ignore,
+  async fn() {
+    await using s = await scratch();
+    const holder = s.start(s.lock, "-c", holdUntil(s.path("held"), s.release("go")));
+    await waitForFile(s.path("held"));
+    const waiter = s.start("-v", s.lock, "touch", s.path("ran"));
+    await waiter.stderrIncludes("waiting for exclusive lock");
+    waiter.process.kill("SIGTERM");
+    const status = await waiter.status();
+    assert.equal(status.signal, "SIGTERM");
+    await Deno.writeTextFile(s.path("go"), "");
+    assert.equal((await holder.result()).code, 0);
+    assert.equal(await exists(s.path("ran")), false);
+  },
+});

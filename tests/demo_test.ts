@@ -41,7 +41,8 @@ Deno.test({
     assert.equal(steps.length, 5, out);
     const [, unlocked, locked, rw, thread] = steps;
     // Step 1 counts what it lost; losing none is possible (and said), so only its form is checked.
-    assert.match(unlocked, /^1\. No lock: .*\n {3}expected \d+, counter \d+, lost: \d+ /m);
+    assert.match(unlocked, /^1\. No lock: /);
+    assert.match(unlocked, /^ {3}expected \d+, counter \d+, lost: \d+ /m);
     assert.match(locked, /^2\. InterProcessLock/);
     assert.match(locked, /expected (\d+), counter \1, lost: 0 /);
     assert.match(rw, /^3\. InterProcessReaderWriterLock/);
