@@ -1,0 +1,100 @@
+// Shared by the chaos supervisor (chaos/run.ts), its child processes
+// (chaos/child.ts) and its Workers (chaos/worker.ts).
+//
+// Journal: one file per process or Worker, one record per line:
+//   E <lock> <mode> <holder> <time> <value>   entered the critical section
+//   X <lock> <mode> <holder> <time> <value>   about to leave it (still holding)
+//   T|A|B|R <lock> <mode> <holder> <time>     timed out | aborted | busy try | refused
+// <lock>: ipl (InterProcessLock), prw (InterProcessReaderWriterLock),
+//         tl (Lock), trw (ReaderWriterLock); <mode>: w or r;
+// <time>: performance.timeOrigin + performance.now(), milliseconds.
+// <value>: the counter read on entry (E) and written (writers) or read again
+//   (readers) on exit (X).
+// The supervisor adds K <holder-prefix> <time> when it kills or terminates,
+// and F <lock> <holder-prefix> <time> when it force-releases a dead Worker's hold.
+
+/** High-resolution wall time, comparable between processes. */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** A small seeded PRNG (mulberry32), so that a run can be replayed with --seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Appends lines to a journal file with one write(2) each, so a kill never tears a line. */
+export class Journal {
+  readonly #file: Deno.FsFile;
+  readonly #encoder = new TextEncoder();
+  constructor(path: string) {
+    this.#file = Deno.openSync(path, { append: true, create: true });
+  }
+  write(line: string): void {
+    const bytes = this.#encoder.encode(line + "\n");
+    let done = 0;
+    while (done < bytes.length) done += this.#file.writeSync(bytes.subarray(done));
+  }
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** A counter kept in a file as 16 ASCII digits, read and written in place. */
+export class CounterFile {
+  readonly #file: Deno.FsFile;
+  readonly #buffer = new Uint8Array(16);
+  constructor(path: string) {
+    this.#file = Deno.openSync(path, { read: true, write: true, create: true });
+  }
+  read(): number {
+    this.#file.seekSync(0, Deno.SeekMode.Start);
+    const n = this.#file.readSync(this.#buffer);
+    if (n === null || n === 0) return 0;
+    return Number(new TextDecoder().decode(this.#buffer.subarray(0, n)).trim() || "0");
+  }
+  write(value: number): void {
+    this.#file.seekSync(0, Deno.SeekMode.Start);
+    this.#file.writeSync(new TextEncoder().encode(String(value).padStart(16, "0")));
+  }
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** Busy-waits `ms` milliseconds (a critical section that holds the thread). */
+export function spin(ms: number, each?: () => void): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) each?.();
+}
+
+/** Layout of the Workers' SharedArrayBuffer of counters (Int32 words). */
+export const SHARED = {
+  /** Lock's counter, incremented non-atomically under the lock. */
+  TL_COUNTER: 0,
+  /** ReaderWriterLock's counter, incremented non-atomically under the write lock. */
+  TRW_COUNTER: 1,
+  /** Exclusion violations seen live by the Workers. */
+  VIOLATIONS: 2,
+  /** First slot: slot i of Worker w is SLOTS + w * SLOT_WORDS + i. */
+  SLOTS: 8,
+  /** Words per Worker: HEARTBEAT, one hold mark per task, SYNC_WAIT. */
+  SLOT_WORDS: 4,
+  HEARTBEAT: 0,
+  /** 1 while task 0 may block in Atomics.wait with no timeout (do not terminate). */
+  SYNC_WAIT: 3,
+  /** Hold marks (per task): none, read on trw, write on trw, the Lock. */
+  MARK_NONE: 0,
+  MARK_TRW_READ: 1,
+  MARK_TRW_WRITE: 2,
+  MARK_TL: 3,
+  /** Tasks per Worker (slot words 1..TASKS). */
+  TASKS: 2,
+} as const;
