@@ -12,6 +12,12 @@ export type Handle = number | Deno.PointerObject;
 /** The OS operations a process lock is built from. */
 export interface Mechanism {
   /**
+   * Whether an idle handle may stay open between acquisitions without
+   * anyone noticing. True on Unix. False on Windows, where an open handle
+   * keeps its file, and so its folder, from being deleted.
+   */
+  readonly keepsIdleHandles: boolean;
+  /**
    * Opens the lock file for reading and writing, close-on-exec, without
    * truncating or writing it. Unix opens only an existing file (no O_CREAT,
    * whose mode argument is variadic); Windows creates a missing file in an

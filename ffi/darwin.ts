@@ -87,6 +87,7 @@ export function darwinMechanism(dlopen: typeof Deno.dlopen): Mechanism {
     osError(operation, path, e, ERRNO_NAMES[e]);
 
   return {
+    keepsIdleHandles: true,
     open(path: string): Handle | null {
       const fd = open(cString(path), O_RDWR | O_CLOEXEC);
       if (fd >= 0) return fd;

@@ -126,6 +126,7 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
     osError(operation, path, e, ERRNO_NAMES[e]);
 
   return {
+    keepsIdleHandles: true,
     open(path: string): Handle | null {
       const fd = open(cString(path), O_RDWR | O_CLOEXEC);
       if (fd >= 0) return fd;

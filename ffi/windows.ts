@@ -189,6 +189,9 @@ export function windowsMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   const flags = (exclusive: boolean) => exclusive ? LOCKFILE_EXCLUSIVE_LOCK : 0;
 
   return {
+    // An open handle keeps the file from being deleted (and its folder from
+    // being removed) even when idle: close handles as soon as they are released.
+    keepsIdleHandles: false,
     open(path: string): Handle | null {
       const handle = CreateFileW(
         wideString(path),

@@ -12,7 +12,8 @@
 // description, so two acquisitions in one isolate (two lock objects, or two
 // async tasks on one object) exclude each other exactly as two processes do.
 // Released descriptors go back to the idle slot, or are closed when it is
-// full or when no lock object on the path is left.
+// full, when no lock object on the path is left, or on Windows (where an open
+// handle keeps the file and its folder from being deleted).
 
 import { type Handle, mechanism, openLockFile } from "../ffi/mod.ts";
 
@@ -56,8 +57,9 @@ export class LockFile {
   }
 
   #give(handle: Handle): void {
-    if (this.#idle === undefined && this.users > 0) this.#idle = handle;
-    else mechanism().close(handle);
+    const m = mechanism();
+    if (this.#idle === undefined && this.users > 0 && m.keepsIdleHandles) this.#idle = handle;
+    else m.close(handle);
   }
 
   #held(handle: Handle, exclusive: boolean): Handle {
