@@ -7,7 +7,8 @@
 //   T|A|B|R <lock> <mode> <holder> <time>     timed out | aborted | busy try | refused
 // <lock>: ipl (InterProcessLock), prw (InterProcessReaderWriterLock),
 //         tl (Lock), trw (ReaderWriterLock); <mode>: w or r;
-// <time>: performance.timeOrigin + performance.now(), milliseconds.
+// <time>: performance.timeOrigin + performance.now(), milliseconds, for the
+//   process locks; a shared Atomics tick (SHARED.CLOCK) for the thread locks.
 // <value>: the counter read on entry (E) and written (writers) or read again
 //   (readers) on exit (X).
 // The supervisor adds K <holder-prefix> <time> when it kills or terminates,
@@ -83,6 +84,13 @@ export const SHARED = {
   TRW_COUNTER: 1,
   /** Exclusion violations seen live by the Workers. */
   VIOLATIONS: 2,
+  /**
+   * A logical clock (Atomics.add) that stamps the thread-lock journal records:
+   * each Worker's performance.timeOrigin is its own, and skews of ~0.1 ms
+   * between Workers showed as false overlaps; sequentially consistent ticks
+   * order the records exactly.
+   */
+  CLOCK: 3,
   /** First slot: slot i of Worker w is SLOTS + w * SLOT_WORDS + i. */
   SLOTS: 8,
   /** Words per Worker: HEARTBEAT, one hold mark per task, SYNC_WAIT. */

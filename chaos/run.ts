@@ -120,7 +120,7 @@ async function spawnWorker(): Promise<void> {
 }
 
 function terminateWorker(entry: WorkerEntry): void {
-  const t = now();
+  const t = Atomics.add(words, SHARED.CLOCK, 1);
   kills.push(`K w${entry.name}. ${t}`);
   entry.worker.terminate();
   entry.terminatedAt = t;
@@ -151,7 +151,7 @@ function recoverDead(): void {
     for (let task = 0; task < SHARED.TASKS; task++) {
       Atomics.store(words, SHARED.SLOTS + entry.index * SHARED.SLOT_WORDS + 1 + task, 0);
     }
-    const at = now();
+    const at = Atomics.add(words, SHARED.CLOCK, 1);
     if (lock.forceRelease(entry.lockId)) {
       recoveries.push(`F tl w${entry.name}. ${at}`);
       totals.recoveries++;
@@ -536,9 +536,12 @@ for (const name of ["ipl", "prw", "tl", "trw"]) {
   for (const iv of ivs) events.push([iv.start, 1, iv], [iv.end, 0, iv]);
   events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   const active = new Set<Interval>();
+  // A zero-length interval (killed right after entering) has its end sorted
+  // before its start: remember it, so that the start is checked but not kept.
+  const ended = new Set<Interval>();
   for (const [, isStart, iv] of events) {
     if (!isStart) {
-      active.delete(iv);
+      if (!active.delete(iv)) ended.add(iv);
       continue;
     }
     for (const other of active) {
@@ -553,7 +556,7 @@ for (const name of ["ipl", "prw", "tl", "trw"]) {
         );
       }
     }
-    active.add(iv);
+    if (!ended.has(iv)) active.add(iv);
   }
 }
 violations.push(...overlaps.slice(0, 20));

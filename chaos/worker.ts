@@ -6,7 +6,7 @@
 /// <reference lib="deno.worker" />
 
 import { Lock, ReaderWriterLock } from "../mod.ts";
-import { Journal, now, rng, SHARED, spin } from "./_common.ts";
+import { Journal, rng, SHARED, spin } from "./_common.ts";
 
 interface Start {
   lock: SharedArrayBuffer;
@@ -30,6 +30,7 @@ self.onmessage = (e: MessageEvent<Start>) => {
   const journal = new Journal(s.journal);
   const random = rng(s.seed);
   let busy = 0;
+  const tick = () => Atomics.add(words, SHARED.CLOCK, 1);
   const beat = () => Atomics.add(words, base + SHARED.HEARTBEAT, 1);
   for (let task = 0; task < SHARED.TASKS; task++) {
     run(task).catch((error) => {
@@ -67,7 +68,7 @@ self.onmessage = (e: MessageEvent<Start>) => {
       kind === "tl" ? SHARED.MARK_TL : write ? SHARED.MARK_TRW_WRITE : SHARED.MARK_TRW_READ,
     );
     const value = words[index];
-    journal.write(`E ${kind} ${mode} ${holder} ${now()} ${value}`);
+    journal.write(`E ${kind} ${mode} ${holder} ${tick()} ${value}`);
     const hold = random() * 2;
     if (sync) spin(hold, beat);
     else await new Promise((r) => setTimeout(r, hold));
@@ -78,7 +79,7 @@ self.onmessage = (e: MessageEvent<Start>) => {
       Atomics.add(words, SHARED.VIOLATIONS, 1);
       console.error(`chaos worker ${s.name}: counter changed under a read lock`);
     }
-    journal.write(`X ${kind} ${mode} ${holder} ${now()} ${out}`);
+    journal.write(`X ${kind} ${mode} ${holder} ${tick()} ${out}`);
     Atomics.store(words, base + 1 + task, SHARED.MARK_NONE);
   }
 
@@ -230,7 +231,7 @@ self.onmessage = (e: MessageEvent<Start>) => {
         busy--;
         if (style === "sync") Atomics.store(words, base + SHARED.SYNC_WAIT, 0);
       }
-      if (outcome !== "ok") journal.write(`${outcome} ${kind} ${mode} ${holder} ${now()}`);
+      if (outcome !== "ok") journal.write(`${outcome} ${kind} ${mode} ${holder} ${tick()}`);
       await new Promise((r) => setTimeout(r, random() * s.pause));
     }
   }
