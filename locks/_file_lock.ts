@@ -34,6 +34,8 @@ export class LockFile {
   writers = 0;
   /** This isolate's shared holders. */
   readers = 0;
+  /** This isolate's async acquisitions waiting in the kernel, exclusive and shared: the kernel may grant them at any moment. */
+  #kernelWaits = [0, 0];
   #idle: Handle | undefined;
 
   private constructor(path: string) {
@@ -68,9 +70,14 @@ export class LockFile {
     return handle;
   }
 
-  /** Whether this isolate holds a lock that conflicts with the one asked for. */
+  /**
+   * Whether this isolate holds, or waits in the kernel for, a lock that
+   * conflicts with the one asked for: a blocking sync wait would then wait
+   * for this very thread, which it blocks.
+   */
   #heldHere(exclusive: boolean): boolean {
-    return this.writers > 0 || (exclusive && this.readers > 0);
+    const [writers, readers] = this.#kernelWaits;
+    return this.writers + writers > 0 || (exclusive && this.readers + readers > 0);
   }
 
   /** One attempt. @returns the handle that holds the lock, or undefined when busy. */
@@ -99,8 +106,9 @@ export class LockFile {
     if (this.#heldHere(exclusive)) {
       throw misuse(
         name,
-        "this thread already holds a conflicting lock on this file, so a blocking acquisition " +
-          "with no timeout would wait forever; release it first or pass a timeout",
+        "this thread already holds (or waits in acquire() for) a conflicting lock on this file, " +
+          "so a blocking acquisition with no timeout would wait forever; release it first or " +
+          "pass a timeout",
         this.path,
       );
     }
@@ -138,6 +146,8 @@ export class LockFile {
   async #lockContended(exclusive: boolean): Promise<Handle> {
     const m = mechanism();
     const waiting = this.#take();
+    const kind = exclusive ? 0 : 1;
+    this.#kernelWaits[kind]++;
     try {
       for (;;) {
         if (await m.lock(waiting, exclusive)) break;
@@ -149,6 +159,8 @@ export class LockFile {
     } catch (error) {
       this.#give(waiting);
       throw error;
+    } finally {
+      this.#kernelWaits[kind]--;
     }
     return this.#held(waiting, exclusive);
   }

@@ -139,8 +139,15 @@ export function sleepSync(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
-/** Resolves after `ms` milliseconds; rejects with `signal.reason` on abort, clearing its timer. */
+/** The longest delay `setTimeout` takes (2^31 - 1 ms); Deno turns a longer one into 1 ms. */
+const MAX_TIMER = 0x7fffffff;
+
+/**
+ * Resolves after `ms` milliseconds (at most about 24.8 days: callers poll
+ * again); rejects with `signal.reason` on abort, clearing its timer.
+ */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  ms = Math.min(ms, MAX_TIMER);
   if (signal === undefined) {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }

@@ -55,6 +55,8 @@ export class InterProcessReaderWriterLock {
   #writer: Handle | undefined;
   /** Read acquisitions held by this object, each with its turn number. */
   readonly #readers: Map<number, Handle> = new Map();
+  /** The turns of those held by a guard or a `withReadLock()` callback. */
+  readonly #guarded: Set<number> = new Set();
   #turn = 0;
 
   /**
@@ -151,16 +153,23 @@ export class InterProcessReaderWriterLock {
   }
 
   /**
-   * Releases one read lock held by this object.
+   * Releases the latest read lock this object took with `acquireReadLock()`
+   * or `acquireReadLockSync()`. Read locks held by guards and `withReadLock()`
+   * callbacks are theirs to release.
    *
-   * @throws {LockError} when this object holds no read lock.
+   * @throws {LockError} when this object holds no such read lock.
    */
   releaseReadLock(): void {
-    const [turn] = this.#readers.keys();
-    if (turn === undefined) {
-      throw misuse(this.#name, "releaseReadLock() without a read lock held", this.path);
+    let latest: number | undefined;
+    for (const turn of this.#readers.keys()) if (!this.#guarded.has(turn)) latest = turn;
+    if (latest === undefined) {
+      const problem = this.#readers.size === 0
+        ? "releaseReadLock() without a read lock held"
+        : "releaseReadLock(): the read locks held belong to guards or withReadLock() callbacks; " +
+          "release them there";
+      throw misuse(this.#name, problem, this.path);
     }
-    this.#releaseRead(turn);
+    this.#releaseRead(latest);
   }
 
   #releaseRead(turn: number): void {
@@ -169,6 +178,7 @@ export class InterProcessReaderWriterLock {
       throw misuse(this.#name, "guard released after its read lock was released", this.path);
     }
     this.#readers.delete(turn);
+    this.#guarded.delete(turn);
     this.#file.unlock(handle, false);
   }
 
@@ -187,6 +197,7 @@ export class InterProcessReaderWriterLock {
   }
 
   #readGuard(turn: number): Guard {
+    this.#guarded.add(turn);
     return makeGuard(() => this.#releaseRead(turn), this.#name);
   }
 

@@ -272,6 +272,23 @@ Deno.test("InterProcessLock.acquireSync() throws rather than deadlock this threa
   }
 });
 
+Deno.test("InterProcessLock.acquireSync() throws while an acquire() of this thread waits in the kernel", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("a.lock");
+  const lock = new InterProcessLock(path);
+  const other = new InterProcessLock(path);
+  await using child = await holder("lock", path);
+  const waiting = lock.acquire();
+  // The kernel may grant that wait at any moment, and then only this thread
+  // could release it: a blocking sync wait here would freeze the process.
+  assert.throws(() => other.acquireSync(), /waits in acquire\(\)/);
+  await child.send("release");
+  assert.equal(await waiting, true);
+  lock.release();
+  assert.ok(other.acquireSync(), "no pending wait is counted after the grant");
+  other.release();
+});
+
 Deno.test("InterProcessLock guards release with using, and once", async () => {
   await using dir = await tempDir();
   const lock = new InterProcessLock(dir.file("a.lock"));

@@ -187,3 +187,18 @@ Deno.test("interprocessReadLocked() and interprocessWriteLocked() wrap and decor
   assert.ok(probe.acquireWriteLockSync({ blocking: false }));
   probe.releaseWriteLock();
 });
+
+Deno.test("InterProcessReaderWriterLock.releaseReadLock() leaves read locks held by guards alone", async () => {
+  await using dir = await tempDir();
+  const rw = new InterProcessReaderWriterLock(dir.file("rw.lock"));
+  const guard = await rw.readLock();
+  assert.ok(await rw.acquireReadLock());
+  assert.ok(rw.acquireReadLockSync());
+  rw.releaseReadLock();
+  rw.releaseReadLock();
+  assert.throws(() => rw.releaseReadLock(), /belong to guards/);
+  assert.equal(rw.readAcquired, 1);
+  guard.release();
+  assert.equal(rw.readAcquired, 0);
+  assert.throws(() => rw.releaseReadLock(), /without a read lock held/);
+});
