@@ -12,6 +12,11 @@ const DENO_JSON = fileURLToPath(new URL("../deno.json", import.meta.url));
 const PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-run"];
 /** The commands are sh scripts; Windows has no sh. */
 const ignore = Deno.build.os === "windows";
+if (ignore) {
+  console.log(
+    "cli tests skipped on Windows: their commands are sh scripts and they send POSIX signals",
+  );
+}
 /** The longest any single wait in these tests may take before it counts as a failure. */
 const DEADLINE_MS = 15_000;
 

@@ -7,6 +7,9 @@ import { fileURLToPath } from "node:url";
 const DEMO = fileURLToPath(new URL("../demo/main.ts", import.meta.url));
 /** The issue asks for under 30 s on a 2-core machine; give a loaded CI box twice that. */
 const LIMIT_MS = 60_000;
+if (Deno.build.os === "windows") {
+  console.log("demo test skipped on Windows: the demo is run and checked on Linux");
+}
 
 Deno.test({
   name: "demo: loses updates without a lock, none with each lock, and removes its files",
