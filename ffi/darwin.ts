@@ -3,8 +3,8 @@
 // FFI cannot pass correctly on Apple arm64 (variadic arguments go on the
 // stack there). open's mode is variadic too, so it is never passed.
 
-import { cString, type Handle, type Mechanism } from "./_mechanism.ts";
-import { osError } from "../locks/errors.ts";
+import type { Mechanism } from "./_mechanism.ts";
+import { unixMechanism } from "./_unix.ts";
 
 /** libSystem's symbols; errno is read at once with `__error`. */
 export const DARWIN_SYMBOLS = {
@@ -82,42 +82,13 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
 /** The macOS mechanism over an opened libSystem. */
 export function darwinMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   const { open, close, flock, flock_wait, __error } = dlopen(LIBSYSTEM, DARWIN_SYMBOLS).symbols;
-  const errno = () => new Deno.UnsafePointerView(__error()!).getInt32();
-  const fail = (operation: string, path: string, e: number) =>
-    osError(operation, path, e, ERRNO_NAMES[e]);
-
-  return {
-    keepsIdleHandles: true,
-    open(path: string): Handle | null {
-      const fd = open(cString(path), O_RDWR | O_CLOEXEC);
-      if (fd >= 0) return fd;
-      const e = errno();
-      if (e === ENOENT) return null;
-      throw fail("open", path, e);
-    },
-    close(handle: Handle): void {
-      close(handle as number);
-    },
-    tryLock(handle: Handle, exclusive: boolean, path: string): boolean {
-      for (;;) {
-        if (flock(handle as number, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) === 0) return true;
-        const e = errno();
-        if (e === EWOULDBLOCK) return false;
-        if (e !== EINTR) throw fail("lock", path, e);
-      }
-    },
-    lockSync(handle: Handle, exclusive: boolean, path: string): void {
-      for (;;) {
-        if (flock(handle as number, exclusive ? LOCK_EX : LOCK_SH) === 0) return;
-        const e = errno();
-        if (e !== EINTR) throw fail("lock", path, e);
-      }
-    },
-    async lock(handle: Handle, exclusive: boolean): Promise<boolean> {
-      return await flock_wait(handle as number, exclusive ? LOCK_EX : LOCK_SH) === 0;
-    },
-    unlock(handle: Handle, path: string): void {
-      if (flock(handle as number, LOCK_UN) !== 0) throw fail("unlock", path, errno());
-    },
-  };
+  return unixMechanism({
+    open: (path) => open(path, O_RDWR | O_CLOEXEC),
+    close,
+    tryLock: (fd, exclusive) => flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB),
+    lockWait: (fd, exclusive) => flock(fd, exclusive ? LOCK_EX : LOCK_SH),
+    lockWaitAsync: (fd, exclusive) => flock_wait(fd, exclusive ? LOCK_EX : LOCK_SH),
+    unlock: (fd) => flock(fd, LOCK_UN),
+    errno: () => new Deno.UnsafePointerView(__error()!).getInt32(),
+  }, { ENOENT, EINTR, busy: [EWOULDBLOCK], names: ERRNO_NAMES });
 }

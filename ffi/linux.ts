@@ -7,8 +7,8 @@
 // what Python's fasteners takes with fcntl.lockf() — so Deno and Python
 // programs can share one lock file.
 
-import { cString, type Handle, type Mechanism } from "./_mechanism.ts";
-import { osError } from "../locks/errors.ts";
+import type { Mechanism } from "./_mechanism.ts";
+import { unixMechanism } from "./_unix.ts";
 
 /** glibc's symbols; every call's errno is read at once with `__errno_location`. */
 export const LINUX_SYMBOLS = {
@@ -121,42 +121,13 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   const WRITE = flock(F_WRLCK);
   const READ = flock(F_RDLCK);
   const UNLOCK = flock(F_UNLCK);
-  const errno = () => new Deno.UnsafePointerView(__errno_location()!).getInt32();
-  const fail = (operation: string, path: string, e: number) =>
-    osError(operation, path, e, ERRNO_NAMES[e]);
-
-  return {
-    keepsIdleHandles: true,
-    open(path: string): Handle | null {
-      const fd = open(cString(path), O_RDWR | O_CLOEXEC);
-      if (fd >= 0) return fd;
-      const e = errno();
-      if (e === ENOENT) return null;
-      throw fail("open", path, e);
-    },
-    close(handle: Handle): void {
-      close(handle as number);
-    },
-    tryLock(handle: Handle, exclusive: boolean, path: string): boolean {
-      for (;;) {
-        if (fcntl(handle as number, F_OFD_SETLK, exclusive ? WRITE : READ) === 0) return true;
-        const e = errno();
-        if (e === EAGAIN || e === EACCES) return false;
-        if (e !== EINTR) throw fail("lock", path, e);
-      }
-    },
-    lockSync(handle: Handle, exclusive: boolean, path: string): void {
-      for (;;) {
-        if (fcntl(handle as number, F_OFD_SETLKW, exclusive ? WRITE : READ) === 0) return;
-        const e = errno();
-        if (e !== EINTR) throw fail("lock", path, e);
-      }
-    },
-    async lock(handle: Handle, exclusive: boolean): Promise<boolean> {
-      return await fcntl_wait(handle as number, F_OFD_SETLKW, exclusive ? WRITE : READ) === 0;
-    },
-    unlock(handle: Handle, path: string): void {
-      if (fcntl(handle as number, F_OFD_SETLK, UNLOCK) !== 0) throw fail("unlock", path, errno());
-    },
-  };
+  return unixMechanism({
+    open: (path) => open(path, O_RDWR | O_CLOEXEC),
+    close,
+    tryLock: (fd, exclusive) => fcntl(fd, F_OFD_SETLK, exclusive ? WRITE : READ),
+    lockWait: (fd, exclusive) => fcntl(fd, F_OFD_SETLKW, exclusive ? WRITE : READ),
+    lockWaitAsync: (fd, exclusive) => fcntl_wait(fd, F_OFD_SETLKW, exclusive ? WRITE : READ),
+    unlock: (fd) => fcntl(fd, F_OFD_SETLK, UNLOCK),
+    errno: () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
+  }, { ENOENT, EINTR, busy: [EAGAIN, EACCES], names: ERRNO_NAMES });
 }

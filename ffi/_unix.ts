@@ -1,0 +1,73 @@
+// The mechanism common to Linux and macOS: a file descriptor per handle, calls
+// that return -1 and set errno, EINTR retried. Each OS supplies its calls and
+// errno values (ffi/linux.ts: fcntl OFD locks; ffi/darwin.ts: flock).
+
+import { cString, type Handle, type Mechanism } from "./_mechanism.ts";
+import { osError } from "../locks/errors.ts";
+
+/** One OS's calls, each returning 0 (or a descriptor) on success and -1 with errno on failure. */
+export interface UnixCalls {
+  /** open(2) for reading and writing, close-on-exec, never creating. */
+  open(path: Uint8Array<ArrayBuffer>): number;
+  close(fd: number): number;
+  /** One attempt to lock, without waiting. */
+  tryLock(fd: number, exclusive: boolean): number;
+  /** Waits on this thread until locked. */
+  lockWait(fd: number, exclusive: boolean): number;
+  /** Waits on a pool thread until locked (errno is lost). */
+  lockWaitAsync(fd: number, exclusive: boolean): Promise<number>;
+  unlock(fd: number): number;
+  /** This thread's errno, read right after a failed call. */
+  errno(): number;
+}
+
+/** One OS's errno values. */
+export interface UnixErrors {
+  ENOENT: number;
+  EINTR: number;
+  /** The errno values of a try that found the lock held elsewhere. */
+  busy: readonly number[];
+  names: Readonly<Record<number, string>>;
+}
+
+/** A mechanism over one Unix's calls. */
+export function unixMechanism(calls: UnixCalls, errors: UnixErrors): Mechanism {
+  const { ENOENT, EINTR, busy, names } = errors;
+  const fail = (operation: string, path: string, e: number) =>
+    osError(operation, path, e, names[e]);
+
+  return {
+    keepsIdleHandles: true,
+    open(path: string): Handle | null {
+      const fd = calls.open(cString(path));
+      if (fd >= 0) return fd;
+      const e = calls.errno();
+      if (e === ENOENT) return null;
+      throw fail("open", path, e);
+    },
+    close(handle: Handle): void {
+      calls.close(handle as number);
+    },
+    tryLock(handle: Handle, exclusive: boolean, path: string): boolean {
+      for (;;) {
+        if (calls.tryLock(handle as number, exclusive) === 0) return true;
+        const e = calls.errno();
+        if (busy.includes(e)) return false;
+        if (e !== EINTR) throw fail("lock", path, e);
+      }
+    },
+    lockSync(handle: Handle, exclusive: boolean, path: string): void {
+      for (;;) {
+        if (calls.lockWait(handle as number, exclusive) === 0) return;
+        const e = calls.errno();
+        if (e !== EINTR) throw fail("lock", path, e);
+      }
+    },
+    async lock(handle: Handle, exclusive: boolean): Promise<boolean> {
+      return await calls.lockWaitAsync(handle as number, exclusive) === 0;
+    },
+    unlock(handle: Handle, path: string): void {
+      if (calls.unlock(handle as number) !== 0) throw fail("unlock", path, calls.errno());
+    },
+  };
+}
