@@ -86,6 +86,8 @@ interface Request {
   lockfile: string;
   /** The program and its arguments. */
   command: [string, ...string[]];
+  /** Windows: pass the arguments unquoted, as cmd reads them (for `-c`). */
+  rawArguments: boolean;
 }
 
 type Parsed = Request | { help: true } | { version: true };
@@ -194,16 +196,19 @@ function parse(args: readonly string[]): Parsed {
   const lockfile = rest[0];
   if (lockfile === "") throw new UsageError("the lock file name is empty");
   let command: [string, ...string[]];
+  let rawArguments = false;
   if (rest[1] === "-c" || rest[1] === "--command") {
     // flock(1)'s own form: `flock <file> -c <command>`, exactly one argument.
     if (shell !== undefined) throw new UsageError("-c given twice");
     if (rest.length !== 3) throw new UsageError(`${rest[1]} needs exactly one command argument`);
     command = shellCommand(rest[2]);
+    rawArguments = true;
   } else if (shell !== undefined) {
     if (rest.length > 1) {
       throw new UsageError(`-c and a command cannot both be given: ${JSON.stringify(rest[1])}`);
     }
     command = shellCommand(shell);
+    rawArguments = true;
   } else {
     if (rest.length < 2) throw new UsageError("no command given");
     command = [rest[1], ...rest.slice(2)];
@@ -215,11 +220,20 @@ function parse(args: readonly string[]): Parsed {
     verbose,
     lockfile,
     command,
+    rawArguments,
   };
 }
 
+/**
+ * The argv that runs `command` with the shell. cmd does not parse its command
+ * line by the quoting rules that Deno applies to arguments (`"` would reach it
+ * as `\"`), so on Windows the command goes unquoted, as Node's `shell: true`
+ * does: `/s` makes cmd drop just the outer quotes, `/d` skips AutoRun commands.
+ */
 function shellCommand(command: string): [string, ...string[]] {
-  return Deno.build.os === "windows" ? ["cmd", "/c", command] : ["sh", "-c", command];
+  return Deno.build.os === "windows"
+    ? ["cmd", "/d", "/s", "/c", `"${command}"`]
+    : ["sh", "-c", command];
 }
 
 function parseSeconds(name: string, value: string): number {
@@ -348,14 +362,17 @@ async function run(r: Request): Promise<number> {
       say(`getting ${kind} lock on ${r.lockfile} took ${took} seconds`);
       say(`executing ${r.command[0]}`);
     }
-    return await runCommand(r.command);
+    return await runCommand(r.command, r.rawArguments);
   } finally {
     lock.release();
   }
 }
 
 /** Runs the command with inherited stdio, passing SIGINT/SIGTERM on to it. */
-async function runCommand([program, ...args]: [string, ...string[]]): Promise<number> {
+async function runCommand(
+  [program, ...args]: [string, ...string[]],
+  rawArguments: boolean,
+): Promise<number> {
   let child: Deno.ChildProcess | undefined;
   const pending: Deno.Signal[] = [];
   const forward = (signal: Deno.Signal) => () => {
@@ -375,6 +392,7 @@ async function runCommand([program, ...args]: [string, ...string[]]): Promise<nu
     try {
       child = new Deno.Command(program, {
         args,
+        windowsRawArguments: rawArguments,
         stdin: "inherit",
         stdout: "inherit",
         stderr: "inherit",
