@@ -50,12 +50,22 @@ function isContext(value: unknown): boolean {
  * or the name of the property of `this` that holds it.
  */
 function wrapperFor<L>(
-  source: L | readonly L[] | PropertyKey,
+  source: L | readonly L[] | string | symbol,
   run: <T>(lock: L, fn: () => T | Promise<T>) => Promise<T>,
   decorator: string,
   check: (lock: unknown) => lock is L,
 ): LockedWrapper {
-  if (typeof source === "string" || typeof source === "symbol" || typeof source === "number") {
+  // A number is a valid property key, but the overloads take only string and
+  // symbol keys: refuse it here, at decoration time, not at the first call.
+  if (typeof source === "number") {
+    throw badArgument(
+      "type",
+      `${decorator}() argument`,
+      source,
+      "a lock, an array of locks, or a string or symbol property key",
+    );
+  }
+  if (typeof source === "string" || typeof source === "symbol") {
     const key = source;
     return function <This, Args extends unknown[], R>(fn: (this: This, ...args: Args) => R) {
       if (typeof fn !== "function") {
@@ -110,8 +120,9 @@ const hasWithReadWrite = (x: unknown): x is WithReadWriteLock =>
  * @param fn The method to decorate (bare form).
  * @param context The decorator context, passed by the TC39 decorator machinery.
  * @returns The method, wrapped.
- * @throws {TypeError} when a given lock has no `withLock()` (at once), or when
- * `this[name]` is not a lock (the wrapped function's promise rejects).
+ * @throws {TypeError} when a given lock has no `withLock()` or the argument is a
+ * number (at once), or when `this[name]` is not a lock (the wrapped function's
+ * promise rejects).
  *
  * @example
  * ```ts
@@ -190,7 +201,8 @@ const writeLockedImpl = readWriteDecorator(true);
  * @param context The decorator context, passed by the TC39 decorator machinery.
  * @returns The method, wrapped; it returns a Promise.
  * @throws {TypeError} when a given lock has no `withReadLock()`/`withWriteLock()`
- * (at once), or when `this[name]` is not one (the promise rejects).
+ * or the argument is a number (at once), or when `this[name]` is not one (the
+ * promise rejects).
  *
  * @example
  * ```ts
@@ -244,7 +256,8 @@ export function readLocked(
  * @param context The decorator context, passed by the TC39 decorator machinery.
  * @returns The method, wrapped; it returns a Promise.
  * @throws {TypeError} when a given lock has no `withReadLock()`/`withWriteLock()`
- * (at once), or when `this[name]` is not one (the promise rejects).
+ * or the argument is a number (at once), or when `this[name]` is not one (the
+ * promise rejects).
  *
  * @example
  * ```ts

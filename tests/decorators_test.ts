@@ -110,3 +110,13 @@ Deno.test("tryLock() acquires without waiting and releases at the end of the usi
   assert.equal(lock.locked, false);
   assert.throws(() => tryLock({} as Lock), TypeError);
 });
+
+Deno.test("locked(42), readLocked(42), writeLocked(42) throw a TypeError naming 42 at decoration time", () => {
+  for (const decorator of [locked, readLocked, writeLocked]) {
+    const make = decorator as unknown as (source: unknown) => unknown;
+    assert.throws(
+      () => make(42),
+      (e: unknown) => e instanceof TypeError && /\b42\b/.test(e.message),
+    );
+  }
+});
