@@ -79,6 +79,11 @@ function create(path: string): void {
   try {
     Deno.mkdirSync(folder, { recursive: true });
   } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      // Windows reports a file in the way of a folder as a missing path.
+      const notFolder = new Error(`'${folder}' or one of its parents is a file`, { cause: error });
+      throw osError("create the folder of", path, undefined, "ENOTDIR", notFolder);
+    }
     throw osError("create the folder of", path, undefined, errorCode(error), error);
   }
   try {

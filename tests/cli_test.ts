@@ -363,10 +363,10 @@ Deno.test("cli: a lock file that cannot be opened exits 66, a command that canno
     cli(join(DENO_JSON, "x.lock"), ...TRUE),
     cli(s.lock, "fasteners-no-such-command"),
   ]);
-  // Each OS names its own error. Windows reports a missing path for a file
-  // under a file, so the library tries to make its folder, which exists.
+  // Each OS names its own error for a folder. Windows reports a missing path
+  // for a file under a file; the library then finds the file in the way.
   const [isDir, notDir] = isWindows
-    ? ["ERROR_ACCESS_DENIED", "cannot create the folder of lock file '.*' \\(EEXIST\\)"]
+    ? ["ERROR_ACCESS_DENIED", "cannot create the folder of lock file '.*' \\(ENOTDIR\\)"]
     : ["EISDIR", "ENOTDIR"];
   assert.equal(folder.code, 66, folder.stderr);
   assert.match(
