@@ -34,17 +34,23 @@ let attaching: SharedArrayBuffer | undefined;
  *   reentrant (tracked with `AsyncLocalStorage`), and each nested hold is
  *   undone by its own `release()`.
  * - Any thread may release the lock, not only the one that took it.
- * - Unfair: a released lock goes to whoever gets there first; waiters are
- *   woken one at a time in arrival order but may lose to a newcomer.
+ * - Unfair: a released lock goes to whoever gets there first; a woken waiter
+ *   may lose to a newcomer. Threads blocked in `acquireSync()` are woken one
+ *   per release in arrival order; async waiters are all woken (a wake-up given
+ *   to an async waiter of a busy thread would otherwise sit unused).
  * - Sync waits block the thread with `Atomics.wait` (allowed on Deno's main
  *   thread too); async waits use `Atomics.waitAsync` and never block the
  *   event loop. An `AbortSignal` can end async waits only: a blocked thread
  *   cannot see its signal fire, so sync calls only check it before waiting.
  * - When a holder dies: a Worker terminated while holding the lock leaves it
- *   locked. Every attachment has an {@linkcode Lock.id}, recorded as the
- *   holder when it acquires; have each Worker report its `lock.id`, and when
+ *   locked. Every attachment has an {@linkcode Lock.id}, and the lock word
+ *   itself holds the id of its holder (taking the lock and recording who took
+ *   it are one atomic step); have each Worker report its `lock.id`, and when
  *   one dies call {@linkcode Lock.forceRelease} with that id, which releases
- *   the lock only if that attachment still holds it.
+ *   the lock only if that attachment still holds it. Caveat: in Deno,
+ *   `Worker.terminate()` does not interrupt `Atomics.wait`, so a Worker
+ *   terminated while blocked in `acquireSync()` lives on as a zombie and, when
+ *   woken, may still take the lock (see {@linkcode Lock.forceRelease}).
  *
  * @example Two Workers, one lock
  * ```ts ignore
@@ -401,7 +407,20 @@ export class Lock {
 
   /**
    * Recovers from a Worker that died holding the lock: releases the lock if
-   * the attachment with holder id `id` holds it now.
+   * the attachment with holder id `id` holds it now (one compare-and-swap of
+   * the lock word from `id` to free, so a second call changes nothing).
+   *
+   * Safe for a Worker that was terminated while not blocked in a sync wait:
+   * its thread runs no more code, so whatever it held is released exactly once.
+   * Not so for a Worker terminated while blocked in `acquireSync()`: in Deno,
+   * `Worker.terminate()` does not interrupt `Atomics.wait`, so its thread stays
+   * blocked, keeps the process alive, and when a release wakes it runs on
+   * until it returns to its event loop; it may take the lock again, after this
+   * call, and hold it until its own code releases it. To tell the two apart,
+   * have each Worker mark in shared memory when it enters and leaves a sync
+   * acquire (or use only sync calls with a timeout, or async calls, in Workers
+   * that may be terminated), and call `forceRelease()` again if the zombie's
+   * id turns up as holder later.
    *
    * @param id The {@linkcode Lock.id} of the dead Worker's attachment.
    * @returns `true` when the lock was released, `false` when `id` did not hold it.

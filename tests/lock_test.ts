@@ -219,6 +219,30 @@ Deno.test("Lock.acquire() rejects on abort, and the next waiter is still woken",
   lock.release();
 });
 
+Deno.test("Lock: a sync waiter is woken by a release even when its thread has an async waiter queued before it", async () => {
+  // The Worker's async wait is registered on the lock word first, then its
+  // thread blocks in acquireSync(). A release that woke only the oldest waiter
+  // would hand the wake-up to the async wait, which cannot run while its thread
+  // is blocked: the sync waiter would sleep until its timeout.
+  const lock = new Lock();
+  await using w = new Driven();
+  await w.call("attachLock", { buffer: lock.buffer });
+  lock.acquireSync();
+  const timeout = 10_000;
+  const result = w.call("asyncThenSync", { ms: timeout });
+  await w.expect("waiting");
+  await pause(50); // let it block; the assertion holds however long this is
+  lock.release();
+  const { got, took, asyncGot } = await result as { got: boolean; took: number; asyncGot: boolean };
+  assert.equal(got, true);
+  assert.equal(asyncGot, true);
+  assert.ok(
+    took < timeout / 2,
+    `the sync acquire slept ${took.toFixed(0)} ms of its ${timeout} ms timeout`,
+  );
+  assert.equal(lock.locked, false);
+});
+
 Deno.test("Lock.forceRelease() frees a lock held by a terminated Worker", async () => {
   const lock = new Lock();
   const w = new Driven();

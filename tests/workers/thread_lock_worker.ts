@@ -89,6 +89,22 @@ const ops: Record<string, (r: Request) => unknown> = {
     return got;
   },
   release: () => lock!.release(),
+  /**
+   * Starts an async acquire (left pending), then blocks in acquireSync() with
+   * a timeout of `ms`: returns how long the sync acquire took, after both
+   * acquisitions have taken and released the lock.
+   */
+  asyncThenSync: async (r) => {
+    const pending = lock!.acquire();
+    event("waiting");
+    const start = performance.now();
+    const got = lock!.acquireSync({ timeout: r.ms as number });
+    const took = performance.now() - start;
+    if (got) lock!.release();
+    const asyncGot = await pending;
+    if (asyncGot) lock!.release();
+    return { got, took, asyncGot };
+  },
   attachRw: (r) => {
     rw = ReaderWriterLock.from(r.buffer as SharedArrayBuffer);
     return rw.id;
