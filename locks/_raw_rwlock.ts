@@ -5,7 +5,13 @@
 // and never reaches shared memory.
 //
 // state (Int32, index STATE):
-//   bits 0..15   number of read holds (READERS_MASK); at most MAX_READERS
+//   bits 0..15   WRITER clear: number of read holds (READERS_MASK); at most MAX_READERS.
+//                WRITER set: the write holder's tag (there are no readers then):
+//                TICKET_TAG | (t & RING_MASK) when it took the lock as head with
+//                ticket t, so the ticket's owner is OWNERS[t & RING_MASK]; its
+//                attachment id when it took the lock on the fast path (ids
+//                1..MAX_FAST_ID; 0 for larger ids, whose fast-path write holds
+//                forceRelease() cannot find).
 //   bit 16       a writer holds the lock (WRITER)
 //   bits 17..30  number of queued writers: holding a ticket, neither served nor gone
 //   bit 31       unused (Atomics.wait needs Int32: keep values non-negative)
@@ -19,33 +25,76 @@
 //                (SERVING moves to a live head, last reader leaves, writer leaves).
 //   R_SLEEPERS   readers between "about to wait on STATE" and "done": an upper bound.
 //   W_SLEEPERS   writers between "about to wait on WSEQ" and "done": an upper bound.
-//   WRITER_ID    attachment id of the write holder, 0 when none (plain store).
-//   RING[i]      ticket t (with t & RING_MASK == i) when t was cancelled and not
-//                yet skipped; otherwise empty(i) = i + 1, which is no ticket of slot i.
+//   UNUSED       (index HEADER_WORDS + 6) always 0: the write holder's id of
+//                layout 1, now in STATE; kept so the words after it stay put.
+//   RING[i]      for the ticket t of slot i (t & RING_MASK == i): live(t) =
+//                t ^ LIVE_BIT from its drawing until it is cancelled or used; t
+//                once cancelled, until skipped; then empty(i) = i + 1 (no ticket
+//                of slot i). Only a CAS live(t) -> t cancels t, so a ticket is
+//                cancelled at most once, and never after it was skipped. A used
+//                ticket keeps live(t) until its slot is drawn again: it is behind
+//                SERVING by then, where nobody cancels.
 //   OWNERS[i]    attachment id that drew the ticket of slot i (plain store).
 //   READS[id]    read holds of attachment id (1..RECORDED_IDS), stored by that
 //                attachment only (plain store), read by forceRelease() after it died.
 //
-// Transitions:
-//   read      load STATE; if no writer holds or queues and readers < MAX, CAS +1.
+// Transitions (steps grouped in braces run as straight-line code, with no
+// call or loop between them; see "Dead Workers" below):
+//   read      load STATE; if no writer holds or queues and readers < MAX,
+//             { CAS +1; READS[id] = holds }.
 //   read wait R_SLEEPERS += 1; loop { load s; CAS if readable; wait on STATE while s }.
 //             A change of STATE between the load and the wait makes the wait
 //             return at once, so no release is missed.
-//   unread    STATE -= 1; if that was the last reader and writers queue, bump WSEQ;
-//             if readers were at MAX_READERS, wake readers.
-//   write     CAS STATE 0 -> WRITER: nobody holds, nobody queues, so FIFO holds.
-//   queue     STATE += one queued writer; t = NEXT_TICKET++; then
-//             W_SLEEPERS += 1; loop { seq = WSEQ; if SERVING == t and no holder,
-//             CAS STATE (-1 queued, +WRITER) and pass the head on; else wait on
-//             WSEQ while seq }. Every change a head waits for bumps WSEQ after
-//             it is made, and every waiter reads WSEQ before it looks: no lost
-//             wake-up.
-//   unwrite   STATE -= WRITER; bump WSEQ if writers queue, else wake readers.
-//   cancel    (timeout, abort, dead owner) STATE -= one queued writer; RING[t] = t;
-//             if SERVING == t, whoever wins the CAS RING[t]: t -> empty skips t.
-//             The head passing SERVING on skips every cancelled ticket the same way.
+//   unread    { READS[id] = holds; STATE -= 1 }; if that was the last reader and
+//             writers queue, bump WSEQ; if readers were at MAX_READERS, wake readers.
+//   write     CAS STATE 0 -> WRITER | id: nobody holds, nobody queues, so FIFO
+//             holds; the CAS also records the holder.
+//   queue     { STATE += one queued writer; t = NEXT_TICKET++; OWNERS[t] = id;
+//             RING[t] = live(t) };
+//             then W_SLEEPERS += 1; loop { seq = WSEQ; if SERVING == t and no
+//             holder, CAS STATE (-1 queued, +WRITER, +TICKET_TAG | slot of t)
+//             and pass the head on; else wait on WSEQ while seq }. The CAS takes
+//             the lock, uses up ticket t and records both at once. Every change a
+//             head waits for bumps WSEQ after it is made, and every waiter reads
+//             WSEQ before it looks: no lost wake-up.
+//   pass      (head passing ticket t on) for next = t + 1, … { SERVING = next;
+//             CAS RING[next]: next -> empty }, going on while the CAS wins (next
+//             was cancelled: skip it); then bump WSEQ.
+//   unwrite   STATE -= WRITER + tag; bump WSEQ if writers queue, else wake readers.
+//   downgrade { STATE += 1 - WRITER - tag; READS[id] = holds }; wake readers if no
+//             writer queues.
+//   cancel    (timeout, abort, dead owner) { CAS RING[t]: live(t) -> t; if it won,
+//             STATE -= one queued writer }; then if SERVING == t, whoever wins
+//             the CAS RING[t]: t -> empty skips t (pass). The head passing
+//             SERVING on skips every cancelled ticket the same way.
+//   force     forceRelease(id), for a dead attachment id, in this order:
+//             1. if STATE has WRITER and a tag of id (its id, or TICKET_TAG | i
+//                with OWNERS[i] == id): if SERVING is still that ticket, pass it
+//                on for the holder; then CAS STATE s -> s - WRITER - tag (retried
+//                while queued-writer bits change), and notify as unwrite does.
+//             2. if READS[id] = n > 0: READS[id] = 0; STATE -= n; notify as unread.
+//             3. if RING[SERVING] == SERVING (a cancelled head a dead passer left
+//                unskipped), whoever wins the CAS RING[SERVING] -> empty passes it.
+//             4. cancel every ticket t in [SERVING, NEXT_TICKET) with OWNERS == id
+//                and RING == live(t) (the CAS in cancel makes a second cancel,
+//                or a cancel of a ticket skipped meanwhile, do nothing).
 //   notify    every notify wakes all sleepers of its word (they re-check), and
 //             only when the word's sleeper count is non-zero.
+//
+// Dead Workers: a Worker terminated by Worker.terminate() stops at some point
+// of this protocol, and forceRelease(id) must then undo exactly what it left.
+// The write hold and the use of a ticket are recorded by the very CAS that
+// makes them (the tag in STATE), and cancel is a CAS that succeeds once, so
+// those need no assumption. Three steps still span two or three words, with no
+// single word to hold both: enqueue (queued count, ticket, owner), a read CAS
+// and its READS record, and cancel's ring mark and queued-count decrement. Each
+// is written as straight-line code with no call and no loop between its
+// Atomics operations: V8 acts on a termination request only at its interrupt
+// checks (function entries and loop back-edges), so a terminated Worker stops
+// before or after such a group, not inside it. That is V8 behaviour, not a
+// language guarantee; the SPIN model treats each group as one atomic step.
+// Worker.terminate() does not interrupt Atomics.wait at all: a Worker blocked in
+// a sync wait runs on when woken (see ReaderWriterLock.forceRelease()).
 //
 // Fairness: writers first, then FIFO among writers. Once a writer queues, new
 // readers wait behind it (readers already in keep their hold, and a thread's
@@ -70,8 +119,7 @@ const WSEQ = HEADER_WORDS + 3;
 const R_SLEEPERS = HEADER_WORDS + 4;
 /** Index of the count of writers that may be waiting on WSEQ. */
 const W_SLEEPERS = HEADER_WORDS + 5;
-/** Index of the write holder's attachment id. */
-const WRITER_ID = HEADER_WORDS + 6;
+/** Index HEADER_WORDS + 6 is unused (always 0), so that RING keeps its index. */
 /** Tickets in flight at most: the ring of cancellation marks has this many slots. */
 const RING_SIZE = 1024;
 /** `t & RING_MASK` is the ring slot of ticket t. */
@@ -99,11 +147,17 @@ const WRITER = 1 << 16;
 const QUEUED_ONE = 1 << 17;
 /** STATE bits counting queued writers. */
 const QUEUED_MASK = 0x3fff << 17;
+/** STATE, WRITER set: the tag bits (bits 0..15) name the holder. */
+const TAG_MASK = 0xffff;
+/** A tag with this bit names a ticket slot (the holder came through the queue). */
+const TICKET_TAG = 0x8000;
+/** The largest attachment id a fast-path write hold can record as its tag. */
+const MAX_FAST_ID = TICKET_TAG - 1;
 
 /** "FRwL": marks a ReaderWriterLock buffer. */
 const RW_MAGIC = 0x4652774c;
-/** Bumped whenever a word above changes meaning. */
-const RW_LAYOUT = 1;
+/** Bumped whenever a word above changes meaning (2: the write holder's tag in STATE). */
+const RW_LAYOUT = 2;
 
 /** Load-and-CAS rounds tried before a contended acquire waits. */
 const SPIN = 100;
@@ -120,6 +174,10 @@ const isReadLockable = (s: number) => (s & ~READERS_MASK) === 0 && s !== MAX_REA
 const isWriteLockable = (s: number) => (s & (READERS_MASK | WRITER)) === 0;
 /** The value of a ring slot that marks no ticket. */
 const empty = (slot: number) => slot + 1;
+/** Flipped in a ticket to mark it live in its ring slot: same slot, never a ticket in flight with it. */
+const LIVE_BIT = 1 << 30;
+/** The value of ticket t's ring slot while t is live. */
+const live = (t: number) => t ^ LIVE_BIT;
 
 /** Notifies of the RW protocol go to every sleeper: abandoned async waits cannot swallow them. */
 const NO_ACCOUNTING: Abandonment = { onAbandon() {}, onAbandonedWake() {} };
@@ -132,6 +190,10 @@ export class RawRwLock {
   /** Read holds of this attachment, mirrored into READS[id]. */
   #reads = 0;
   readonly #recorded: boolean;
+  /** The tag this attachment's fast-path write holds carry: its id, or 0 when too large. */
+  readonly #fastTag: number;
+  /** The tag of the write hold this attachment has now (meaningful only while it has one). */
+  #writeTag = 0;
 
   constructor(buffer?: SharedArrayBuffer) {
     if (buffer === undefined) {
@@ -142,6 +204,7 @@ export class RawRwLock {
     }
     this.id = nextId(this.view);
     this.#recorded = this.id <= RECORDED_IDS;
+    this.#fastTag = this.id <= MAX_FAST_ID ? this.id : 0;
   }
 
   get owner(): "r" | "w" | null {
@@ -161,9 +224,11 @@ export class RawRwLock {
     for (;;) {
       const s = Atomics.load(view, STATE);
       if (!isReadLockable(s)) return false;
-      // Fast path: one CAS, no allocation.
+      // Fast path: one CAS, no allocation. The CAS and its record run with no
+      // call between them (see "Dead Workers").
       if (Atomics.compareExchange(view, STATE, s, s + 1) === s) {
-        this.#noteReads(1);
+        const reads = ++this.#reads;
+        if (this.#recorded) view[READS + this.id] = reads;
         return true;
       }
     }
@@ -182,17 +247,15 @@ export class RawRwLock {
   }
 
   releaseRead(): void {
-    this.#noteReads(-1);
-    this.#unread(1);
+    const view = this.view;
+    // The record and the release run with no call between them (see "Dead Workers").
+    const reads = --this.#reads;
+    if (this.#recorded) view[READS + this.id] = reads;
+    this.#afterUnread(Atomics.sub(view, STATE, 1), 1);
   }
 
-  #noteReads(delta: number): void {
-    this.#reads += delta;
-    if (this.#recorded) this.view[READS + this.id] = this.#reads;
-  }
-
-  #unread(n: number): void {
-    const prev = Atomics.sub(this.view, STATE, n);
+  /** Wakes whoever `n` read holds leaving (STATE was `prev`) may let in. */
+  #afterUnread(prev: number, n: number): void {
     if (readers(prev) === n && hasQueuedWriters(prev)) this.#writerEvent();
     else if (readers(prev) === MAX_READERS) this.#readerEvent();
   }
@@ -254,9 +317,10 @@ export class RawRwLock {
 
   /** One attempt at the write hold: only when nobody holds or queues. */
   tryWrite(): boolean {
-    // Fast path: one CAS, no allocation.
-    if (Atomics.compareExchange(this.view, STATE, 0, WRITER) === 0) {
-      this.view[WRITER_ID] = this.id;
+    // Fast path: one CAS, no allocation; the CAS also records the holder.
+    const tag = this.#fastTag;
+    if (Atomics.compareExchange(this.view, STATE, 0, WRITER | tag) === 0) {
+      this.#writeTag = tag;
       return true;
     }
     return false;
@@ -275,8 +339,11 @@ export class RawRwLock {
   }
 
   releaseWrite(): void {
-    this.view[WRITER_ID] = 0;
-    const prev = Atomics.sub(this.view, STATE, WRITER);
+    this.#afterUnwrite(Atomics.sub(this.view, STATE, WRITER + this.#writeTag));
+  }
+
+  /** Wakes whoever a write hold leaving (STATE was `prev`) may let in. */
+  #afterUnwrite(prev: number): void {
     if (hasQueuedWriters(prev)) this.#writerEvent();
     else this.#readerEvent();
   }
@@ -284,9 +351,10 @@ export class RawRwLock {
   /** Turns the write hold into a read hold, letting no writer in between. */
   downgrade(): void {
     const view = this.view;
-    view[WRITER_ID] = 0;
-    this.#noteReads(1);
-    const prev = Atomics.add(view, STATE, 1 - WRITER);
+    // The change and its record run with no call between them (see "Dead Workers").
+    const prev = Atomics.add(view, STATE, 1 - WRITER - this.#writeTag);
+    const reads = ++this.#reads;
+    if (this.#recorded) view[READS + this.id] = reads;
     if (!hasQueuedWriters(prev)) this.#readerEvent();
   }
 
@@ -302,12 +370,13 @@ export class RawRwLock {
     return false;
   }
 
-  /** Joins the queue: one more queued writer in STATE, and a ticket. */
+  /** Joins the queue: one more queued writer in STATE, a ticket, its owner (no call between). */
   #enqueue(): number {
     const view = this.view;
     Atomics.add(view, STATE, QUEUED_ONE);
     const t = Atomics.add(view, NEXT_TICKET, 1);
     view[OWNERS + (t & RING_MASK)] = this.id;
+    Atomics.store(view, RING + (t & RING_MASK), live(t));
     return t;
   }
 
@@ -324,8 +393,9 @@ export class RawRwLock {
     for (;;) {
       const s = Atomics.load(view, STATE);
       if (!isWriteLockable(s)) return false;
-      if (Atomics.compareExchange(view, STATE, s, s - QUEUED_ONE + WRITER) === s) {
-        view[WRITER_ID] = this.id;
+      const tag = TICKET_TAG | (t & RING_MASK);
+      if (Atomics.compareExchange(view, STATE, s, s - QUEUED_ONE + WRITER + tag) === s) {
+        this.#writeTag = tag;
         this.#passHead(t);
         return true;
       }
@@ -342,12 +412,13 @@ export class RawRwLock {
     }
   }
 
-  /** Withdraws ticket t (its writer gave up or died). */
+  /** Withdraws ticket t (its writer gave up or died); does nothing if t was cancelled already. */
   cancel(t: number): void {
     const view = this.view;
-    const prev = Atomics.sub(view, STATE, QUEUED_ONE);
     const slot = t & RING_MASK;
-    Atomics.store(view, RING + slot, t);
+    // The mark and the count run with no call between them (see "Dead Workers").
+    if (Atomics.compareExchange(view, RING + slot, live(t), t) !== live(t)) return;
+    const prev = Atomics.sub(view, STATE, QUEUED_ONE);
     if (
       Atomics.load(view, SERVING) === t &&
       Atomics.compareExchange(view, RING + slot, t, empty(slot)) === t
@@ -424,24 +495,49 @@ export class RawRwLock {
    */
   forceRelease(id: number): number {
     const view = this.view;
+    if (id <= 0) return 0;
     let undone = 0;
-    if (id > 0 && isWriteLocked(Atomics.load(view, STATE)) && view[WRITER_ID] === id) {
-      this.releaseWrite();
-      undone++;
+    // 1. Its write hold, found by the tag in STATE.
+    for (let s = Atomics.load(view, STATE); isWriteLocked(s);) {
+      const tag = s & TAG_MASK;
+      const ticketHold = (tag & TICKET_TAG) !== 0;
+      if (ticketHold ? view[OWNERS + (tag & RING_MASK)] !== id : tag === 0 || tag !== id) break;
+      const serving = Atomics.load(view, SERVING);
+      // Took the lock as head but died before passing the head on: pass it on.
+      if (ticketHold && (serving & RING_MASK) === (tag & RING_MASK)) this.#passHead(serving);
+      const seen = Atomics.compareExchange(view, STATE, s, s - WRITER - tag);
+      if (seen === s) {
+        this.#afterUnwrite(s);
+        undone++;
+        break;
+      }
+      s = seen; // queued writers came or went: look again
     }
-    if (id > 0 && id <= RECORDED_IDS) {
+    // 2. Its read holds, from its record.
+    if (id <= RECORDED_IDS) {
       const reads = view[READS + id];
       if (reads > 0) {
         view[READS + id] = 0;
         if (id === this.id) this.#reads = 0;
-        this.#unread(reads);
+        this.#afterUnread(Atomics.sub(view, STATE, reads), reads);
         undone += reads;
       }
     }
+    // 3. A cancelled head that a passer which died mid-pass left unskipped.
+    const head = Atomics.load(view, SERVING);
+    const headSlot = head & RING_MASK;
+    if (
+      Atomics.load(view, RING + headSlot) === head &&
+      Atomics.compareExchange(view, RING + headSlot, head, empty(headSlot)) === head
+    ) {
+      this.#passHead(head);
+      this.#writerEvent();
+    }
+    // 4. Its tickets still in the queue.
     const end = Atomics.load(view, NEXT_TICKET);
     for (let t = Atomics.load(view, SERVING); t !== end; t = (t + 1) | 0) {
       const slot = t & RING_MASK;
-      if (view[OWNERS + slot] === id && Atomics.load(view, RING + slot) !== t) {
+      if (view[OWNERS + slot] === id && Atomics.load(view, RING + slot) === live(t)) {
         this.cancel(t);
         undone++;
       }

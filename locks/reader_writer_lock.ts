@@ -68,7 +68,11 @@ let attaching: SharedArrayBuffer | undefined;
  *   attachment has an {@linkcode ReaderWriterLock.id}, recorded in shared
  *   memory with its holds and tickets; have each Worker report its `id`, and
  *   when one dies call {@linkcode ReaderWriterLock.forceRelease} with it.
- *   Read holds are recorded for the first 256 attachments of a buffer only.
+ *   Limits: read holds are recorded only for attachment ids 1–256 (the first
+ *   256 attachments made of a buffer, in any Worker), and write holds taken
+ *   without waiting only for ids 1–32767; holds of later attachments cannot
+ *   be recovered. A Worker terminated while blocked in a sync acquire is not
+ *   stopped (see {@linkcode ReaderWriterLock.forceRelease}).
  *
  * @example
  * ```ts
@@ -657,7 +661,20 @@ export class ReaderWriterLock {
   /**
    * Recovers from a Worker that died holding or waiting for the lock: releases
    * every read and write hold of the attachment `id` and withdraws its place
-   * in the writer queue. Never call it for a live attachment.
+   * in the writer queue. Never call it for a live attachment. Each hold and
+   * queue place is undone once: a second call for the same id changes nothing.
+   *
+   * Limits. Read holds are recorded in shared memory only for attachment ids
+   * 1–256: the read holds of an attachment with a larger id cannot be found
+   * and stay taken (so keep the attachments that may die among the first 256
+   * made of a buffer). Write holds taken without waiting are recorded for ids
+   * 1–32767; write holds taken after waiting, and queue places, for any id.
+   * In Deno, `Worker.terminate()` does not interrupt `Atomics.wait`: a Worker
+   * terminated while blocked in a sync acquire stays blocked, and when woken
+   * runs on until it returns to its event loop, so it may take the lock again
+   * after this call. Recovery is exact only for Workers terminated while not
+   * in a sync wait; have Workers mark in shared memory when they enter and
+   * leave a sync acquire to tell, or give their sync acquires a timeout.
    *
    * @param id The {@linkcode ReaderWriterLock.id} of the dead Worker's attachment.
    * @returns `true` when something was released or withdrawn.
