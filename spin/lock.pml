@@ -1,30 +1,33 @@
 /*
  * spin/lock.pml: the Atomics protocol of `Lock` (locks/_raw_lock.ts) and of
- * its async waits (locks/_wait.ts), for NP Workers doing ROUNDS acquisitions
- * each, sync (Atomics.wait) or async (Atomics.waitAsync), each acquisition
- * either patient (no timeout, no signal) or able to give up (timeout, abort).
+ * its async waits (locks/_wait.ts). NP tasks do ROUNDS acquisitions each,
+ * sync (Atomics.wait) or async (Atomics.waitAsync), each acquisition either
+ * patient (no timeout, no signal) or able to give up (timeout, abort). With
+ * SHARED=1, tasks 0 and 1 run on the same thread (one Worker, one attachment,
+ * one id, one event loop), task 2 on another.
  *
  * Convention: every step that touches a shared word is ONE Promela statement
  * or d_step and maps to ONE Atomics operation, named in the comment beside it
  * with its file, function and line. Ghost variables (holders, sleeping,
- * patient, busy, done) are updated inside those same steps and never add a
- * step of their own on shared memory.
+ * patient, busy, done) are updated inside those same steps; steps on locals
+ * only are the JavaScript between two Atomics operations.
  *
  * The engine (ECMA-262 WaiterList of the STATE word):
  *   - wait/waitAsync: in one atomic step, compare the word with the expected
  *     value and, only if equal, append the caller to the FIFO list q;
  *   - notify(n): in one atomic step, remove up to n entries from the head of q
- *     and wake them;
+ *     and wake them (n = ALL for Infinity);
  *   - a sync wait that times out removes itself (ECMA-262 DoWait);
  *   - an async wait here has no engine timeout (_wait.ts: its timer or the
  *     abort signal ends it), so a given-up wait stays in q, "abandoned", until
- *     a notify reaches it; that notify then runs onAbandonedWake() on the
- *     waiter's event loop (process EventLoop), never while that loop is busy
- *     with synchronous protocol code (busy[p]) or blocked in Atomics.wait.
+ *     a notify reaches it; that notify then queues onAbandonedWake() on the
+ *     waiter's event loop (process EventLoop);
+ *   - a thread runs one thing at a time: a task's continuation after an await,
+ *     and an onAbandonedWake() call, run only while its thread is not busy
+ *     (busy[th]: running synchronous protocol code or blocked in Atomics.wait).
  *
  * Abstractions (see spin/README.md):
- *   - HOLDER (a plain store, for recovery/diagnostics) and forceRelease() are
- *     left out; so are the header words and Worker termination.
+ *   - forceRelease() and Worker termination are left out; so are the header.
  *   - acquireSync/acquireAsync's first tryAcquire plus #spin (100 rounds of
  *     load + CAS) are collapsed into ONE tryAcquire CAS: a failing round
  *     writes nothing, so any run with k failing rounds then a success is the
@@ -32,6 +35,9 @@
  *     all fail equals one failing CAS followed by the same steps.
  *   - Timeouts are a nondeterministic "deadline passed" (only for an
  *     impatient acquisition); performance.now() is not modelled.
+ *   - A sync acquire does not start while a task of its own thread holds the
+ *     lock: Lock is not reentrant, and that self-deadlock is the documented
+ *     contract (lock.ts), not a lost wake-up.
  */
 
 #ifndef NP
@@ -40,40 +46,46 @@
 #ifndef ROUNDS
 #define ROUNDS 1
 #endif
+#ifndef SHARED
+#define SHARED 1
+#endif
+#define NT NP                    /* threads (some unused when SHARED) */
+#define TH(p) ((SHARED && p == 1) -> 0 : p)
 #define QMAX 8
+#define ALL 255                  /* notify count +Infinity */
 
 #define FREE 0
-#define HELD 1
+#define SYNC_ONE 1               /* _raw_lock.ts L84 */
+#define ASYNC_ONE 65536          /* _raw_lock.ts L86: 1 << 16 */
+#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L95 */
 
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
- *   MUT_NOTIFY_ONE   #wake notifies 1 instead of ABANDONED + 1
- *   MUT_LATE_COUNT   a waiter adds itself to WAITERS after its CAS, not before
+ *   MUT_NOTIFY_ONE   #wake always notifies 1 (the layout-1 code's one-per-release)
  *   MUT_LOAD_FIRST   release() reads WAITERS before its exchange frees STATE
  *   MUT_NO_PASS_ON   an aborted async wait does not pass a wake-up on */
 #ifdef MUT_NOTIFY_ONE
-#define WAKE_COUNT(ab) 1
+#define WAKE_COUNT(w) 1
 #else
-#define WAKE_COUNT(ab) (ab + 1)
+#define WAKE_COUNT(w) (HAS_ASYNC(w) -> ALL : 1)
 #endif
 
-/* ---- shared words (_raw_lock.ts L44-49) ---- */
-byte STATE = FREE;
-byte WAITERS = 0;
-byte ABANDONED = 0;
+/* ---- shared words (_raw_lock.ts L74-79) ---- */
+byte STATE = FREE;       /* 0 or the holder's attachment id: TH(p) + 1 */
+int WAITERS = 0;         /* sync count in bits 0..15, async in bits 16..31 */
 
 /* ---- the engine's waiter list for STATE ---- */
-byte q[QMAX];      /* p+1: live wait of Worker p; p+1+NP: abandoned wait of p */
+byte q[QMAX];      /* p+1: live wait of task p; p+1+NP: abandoned async wait of p */
 byte qlen = 0;
 bool woken[NP];    /* a notify removed p's live wait: p's wait returns "ok" */
-byte cb[NP];       /* onAbandonedWake() calls queued on p's event loop */
-bool busy[NP];     /* p's thread runs synchronous protocol code or sits in Atomics.wait */
-bool incb[NP];     /* p's event loop is inside onAbandonedWake() */
+byte cb[NP];       /* onAbandonedWake() calls queued for p's thread */
+bool busy[NT];     /* thread runs synchronous code or sits in Atomics.wait */
 
 /* ---- ghosts ---- */
-byte holders = 0;  /* Workers between a successful CAS and their release's exchange */
+byte holders = 0;  /* tasks between a successful CAS and their release's exchange */
+byte holder = 0;   /* task + 1 of the holder */
 bool sleeping[NP]; /* p has a live (not given-up) registration in q */
 bool patient[NP];  /* p's current acquisition has no timeout and no signal */
-byte done = 0;     /* Workers that finished all their rounds */
+byte done = 0;     /* tasks that finished all their rounds */
 
 hidden byte k, i, e;
 
@@ -94,16 +106,19 @@ inline notify_n(n) {
      :: e > NP -> cb[e - NP - 1]++
      :: else -> woken[e - 1] = true; sleeping[e - 1] = false
      fi;
-     k--
+     if
+     :: k != ALL -> k--
+     :: else
+     fi
   :: else -> break
   od;
   k = 0; i = 0; e = 0
 }
 
-/* Atomics.wait/waitAsync(view, STATE, HELD): compare and register, atomically. */
-inline register(p, reg) {
+/* Atomics.wait/waitAsync(view, STATE, seen): compare and register, atomically. */
+inline register(p, seen, reg) {
   if
-  :: STATE == HELD ->
+  :: STATE == seen ->
      assert(qlen < QMAX);
      q[qlen] = p + 1;
      qlen++;
@@ -141,12 +156,13 @@ inline abandon(p) {
   i = 0
 }
 
-proctype Worker(byte p) {
-  byte r = 0, ab, s, w;
+/* Whether a task of p's thread holds the lock (ids are per thread). */
+#define OWN_THREAD_HOLDS(p) (STATE == TH(p) + 1)
+
+proctype Task(byte p) {
+  byte r = 0, seen, s;
+  int w;
   bool sync, ok, reg, expired, aborted, got;
-#ifdef MUT_LATE_COUNT
-  bool counted;
-#endif
 
 round:
   if
@@ -161,16 +177,13 @@ round:
   :: patient[p] = true
   :: patient[p] = false
   fi;
-  expired = false;
-  aborted = false;
-  reg = false;
 
-  /* acquireSync L102 / acquireAsync L109 -> tryAcquire, and #spin L136, collapsed */
-  d_step { /* _raw_lock.ts RawLock.tryAcquire L93: Atomics.compareExchange(STATE, FREE, HELD) */
-    !incb[p];
-    busy[p] = true;
+  /* acquireSync L119 / acquireAsync L126: tryAcquire, and #spin L155, collapsed */
+  d_step { /* _raw_lock.ts RawLock.tryAcquire L114: Atomics.compareExchange(STATE, FREE, id) */
+    !busy[TH(p)] && !(sync && OWN_THREAD_HOLDS(p));
+    busy[TH(p)] = true;
     if
-    :: STATE == FREE -> STATE = HELD; holders++; ok = true
+    :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
     :: else -> ok = false
     fi
   }
@@ -179,14 +192,16 @@ round:
   :: else
   fi;
 
-#ifndef MUT_LATE_COUNT
-  WAITERS++;        /* _raw_lock.ts #lockContendedSync L145 / #lockContendedAsync L162: Atomics.add(WAITERS, 1) */
-#endif
+  if               /* _raw_lock.ts #lockContendedSync L164 / #lockContendedAsync L182: Atomics.add */
+  :: sync -> WAITERS = WAITERS + SYNC_ONE
+  :: else -> WAITERS = WAITERS + ASYNC_ONE
+  fi;
 
 loop:
-  atomic {          /* _raw_lock.ts RawLock.tryAcquire L93 (from L148 / L165): Atomics.compareExchange */
+  atomic {         /* _raw_lock.ts L167 / L185: seen = Atomics.compareExchange(STATE, FREE, id) */
+    seen = STATE;
     if
-    :: STATE == FREE -> STATE = HELD; holders++; ok = true
+    :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
     :: else -> ok = false
     fi
   }
@@ -194,13 +209,7 @@ loop:
   :: ok -> goto leave
   :: else
   fi;
-#ifdef MUT_LATE_COUNT
-  if
-  :: !counted -> WAITERS++; counted = true   /* mutant: counted after the CAS, not before */
-  :: else
-  fi;
-#endif
-  /* L149-150 / L166-167: left <= 0 ? */
+  /* L169-170 / L187-188: left <= 0 ? */
   if
   :: expired -> goto leave
   :: !expired && !patient[p] -> expired = true; goto leave   /* deadline passed before waiting */
@@ -209,47 +218,50 @@ loop:
 
   if
   :: sync ->
-     d_step {       /* _raw_lock.ts #lockContendedSync L151: Atomics.wait(STATE, HELD, left) */
-       register(p, reg)
+     d_step {       /* _raw_lock.ts #lockContendedSync L171: Atomics.wait(STATE, seen, left) */
+       register(p, seen, reg);
+       seen = 0
      }
      if
      :: reg ->
         if
         :: woken[p] -> woken[p] = false              /* "ok" */
-        :: d_step {  /* L151: Atomics.wait times out and leaves the waiter list */
+        :: d_step {  /* L171: Atomics.wait times out and leaves the waiter list */
              !patient[p] && sleeping[p] -> deregister(p); expired = true
            }
-        fi
+        fi;
+        reg = false
      :: else         /* "not-equal" */
      fi;
      goto loop
   :: else ->
-     d_step {       /* _wait.ts waitAsync L41: Atomics.waitAsync(STATE, HELD) (from _raw_lock.ts L169) */
-       register(p, reg);
+     d_step {       /* _wait.ts waitAsync L41: Atomics.waitAsync(STATE, seen) (from _raw_lock.ts L190) */
+       register(p, seen, reg);
+       seen = 0;
        if
-       :: reg -> busy[p] = false   /* awaiting: p's event loop is free */
+       :: reg -> busy[TH(p)] = false   /* awaiting: the thread is free */
        :: else
        fi
      }
      if
      :: reg ->
+        reg = false;
         if
         :: d_step {  /* _wait.ts L68-76: the wait resolves "ok" (settled = true) */
-             woken[p] && !incb[p] -> woken[p] = false; busy[p] = true
+             woken[p] && !busy[TH(p)] -> woken[p] = false; busy[TH(p)] = true
            }
         :: d_step {  /* _wait.ts giveUp L55-63: the timer or the abort runs first */
-             !patient[p] && !incb[p] ->
-             busy[p] = true;
+             !patient[p] && !busy[TH(p)] ->
+             busy[TH(p)] = true;
              if
              :: sleeping[p] -> abandon(p); got = false
              :: else -> woken[p] = false; got = true   /* notified, but the "ok" task comes after */
              fi
            }
-           WAITERS++;     /* _raw_lock.ts RawLock.onAbandon L182: Atomics.add(WAITERS, 1) */
-           d_step {       /* _raw_lock.ts RawLock.onAbandon L183: Atomics.add(ABANDONED, 1) */
-             ABANDONED++;
+           d_step {  /* _raw_lock.ts RawLock.onAbandon L206: Atomics.add(WAITERS, ASYNC_ONE) */
+             WAITERS = WAITERS + ASYNC_ONE;
              if
-             :: got -> cb[p]++; got = false   /* L68-71 then runs onAbandonedWake */
+             :: got -> cb[p]++; got = false   /* _wait.ts L69-71 will run onAbandonedWake */
              :: else
              fi
            }
@@ -258,20 +270,24 @@ loop:
            :: aborted = true   /* reject(signal.reason) */
            fi;
            if
-#ifdef MUT_NO_PASS_ON
-           :: aborted -> goto leave   /* mutant: an abort does not pass a swallowed wake-up on */
-#endif
            :: aborted ->
-              s = STATE;     /* _raw_lock.ts #lockContendedAsync L172: Atomics.load(STATE) */
+#ifndef MUT_NO_PASS_ON
+              s = STATE;     /* _raw_lock.ts #lockContendedAsync L193: Atomics.load(STATE) */
               if
               :: s == FREE ->
-                 ab = ABANDONED;             /* _raw_lock.ts #wake L130: Atomics.load(ABANDONED) */
-                 d_step {                    /* _raw_lock.ts #wake L130: Atomics.notify(STATE, ABANDONED + 1) */
-                   notify_n(WAKE_COUNT(ab));
-                   ab = 0; s = 0
-                 }
-              :: else -> s = 0
+                 w = WAITERS; /* _raw_lock.ts #lockContendedAsync L194: Atomics.load(WAITERS) */
+                 if
+                 :: w != 0 ->
+                    d_step {  /* _raw_lock.ts #wake L149: Atomics.notify(STATE, async ? Infinity : 1) */
+                      notify_n(WAKE_COUNT(w));
+                      w = 0
+                    }
+                 :: else
+                 fi
+              :: else
               fi;
+              s = 0;
+#endif
               goto leave
            :: else
            fi
@@ -282,82 +298,71 @@ loop:
   fi;
 
 leave:
-#ifdef MUT_LATE_COUNT
-  if
-  :: counted -> WAITERS--; counted = false
-  :: else
+  if               /* _raw_lock.ts L174 / L201 (finally): Atomics.sub */
+  :: sync -> WAITERS = WAITERS - SYNC_ONE
+  :: else -> WAITERS = WAITERS - ASYNC_ONE
   fi;
-#else
-  WAITERS--;        /* _raw_lock.ts L154 / L177 (finally): Atomics.sub(WAITERS, 1) */
-#endif
   if
   :: ok -> goto cs
   :: else ->
-     atomic { busy[p] = false; r++; reg = false; expired = false; aborted = false; sync = false }
+     atomic { busy[TH(p)] = false; r++; expired = false; aborted = false; sync = false }
      goto round
   fi;
 
 cs:
   atomic {
-    ok = false; reg = false; expired = false; aborted = false; sync = false;
-    busy[p] = false;   /* the caller's critical section may await */
-    assert(holders == 1)
+    ok = false; expired = false; aborted = false; sync = false;
+    busy[TH(p)] = false;   /* the caller's critical section may await */
+    assert(holders == 1 && holder == p + 1)
   }
-  /* release L115; L117 HOLDER = 0 is a plain store, not modelled */
 #ifdef MUT_LOAD_FIRST
   w = WAITERS;      /* mutant: WAITERS read before STATE is released */
 #endif
-  d_step {          /* _raw_lock.ts RawLock.release L118: Atomics.exchange(STATE, FREE) */
-    !incb[p];
-    busy[p] = true;
-    assert(STATE == HELD);
+  d_step {          /* _raw_lock.ts RawLock.release L133: Atomics.exchange(STATE, FREE) */
+    !busy[TH(p)];
+    busy[TH(p)] = true;
+    assert(STATE == TH(p) + 1);
     holders--;
+    holder = 0;
     STATE = FREE
   }
 #ifndef MUT_LOAD_FIRST
-  w = WAITERS;      /* _raw_lock.ts RawLock.release L119: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts RawLock.release L134: Atomics.load(WAITERS) */
 #endif
   if
   :: w != 0 ->
-     ab = ABANDONED; /* _raw_lock.ts #wake L130: Atomics.load(ABANDONED) */
-     d_step {        /* _raw_lock.ts #wake L130: Atomics.notify(STATE, ABANDONED + 1) */
-       notify_n(WAKE_COUNT(ab));
-       ab = 0; w = 0; busy[p] = false
+     d_step {        /* _raw_lock.ts #wake L149: Atomics.notify(STATE, async ? Infinity : 1) */
+       notify_n(WAKE_COUNT(w));
+       w = 0; busy[TH(p)] = false
      }
-  :: else -> w = 0; busy[p] = false
+  :: else -> busy[TH(p)] = false
   fi;
   r++;
   goto round;
 
 fin:
-  atomic { done++; busy[p] = false; patient[p] = false }
+  atomic { done++; patient[p] = false }
 }
 
-/* Worker p's event loop running the queued onAbandonedWake() calls. */
+/* A thread's event loop running queued onAbandonedWake() calls. */
 proctype EventLoop(byte p) {
 end:
   do
-  :: d_step {       /* _raw_lock.ts RawLock.onAbandonedWake L187: Atomics.sub(ABANDONED, 1) */
-       cb[p] > 0 && !busy[p] && !incb[p] ->
+  :: d_step {       /* _raw_lock.ts RawLock.onAbandonedWake L210: Atomics.sub(WAITERS, ASYNC_ONE) */
+       cb[p] > 0 && !busy[TH(p)] ->
        cb[p]--;
-       incb[p] = true;
-       assert(ABANDONED > 0);
-       ABANDONED--
-     }
-     d_step {       /* _raw_lock.ts RawLock.onAbandonedWake L188: Atomics.sub(WAITERS, 1) */
-       assert(WAITERS > 0);
-       WAITERS--;
-       incb[p] = false
+       assert(WAITERS >= ASYNC_ONE);
+       WAITERS = WAITERS - ASYNC_ONE
      }
   od
 }
 
-/* When every Worker has finished and nothing else can move: all counters at rest. */
+/* When every task has finished and nothing else can move: all counters at rest. */
 proctype Quiescence() {
   done == NP;
   timeout ->
   assert(STATE == FREE && holders == 0);
-  assert(WAITERS == 0 && ABANDONED == 0);
+  assert(WAITERS == 0);
   assert(qlen == 0)
 }
 
@@ -365,7 +370,7 @@ init {
   atomic {
     byte n = 0;
     do
-    :: n < NP -> run Worker(n); run EventLoop(n); n++
+    :: n < NP -> run Task(n); run EventLoop(n); n++
     :: else -> break
     od;
     run Quiescence()
