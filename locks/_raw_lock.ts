@@ -50,7 +50,9 @@
 // woken one per release in the engine's FIFO order; async waiters all at once.
 //
 // Dead Workers: a Worker terminated while holding leaves STATE = its id, which
-// forceRelease(id) clears exactly once. A Worker terminated while waiting
+// forceRelease(id) clears exactly once. (Measured in Deno 2.9: terminate()
+// stops a Worker only when its event loop next turns, never inside a
+// synchronous step; the design does not depend on it.) A Worker terminated while waiting
 // leaves its WAITERS count behind (an upper bound: extra notifies, never a lost
 // one). Worker.terminate() does not interrupt Atomics.wait: a Worker blocked in
 // acquireSync() stays registered, and when woken runs on until it returns to

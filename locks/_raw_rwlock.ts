@@ -81,20 +81,25 @@
 //   notify    every notify wakes all sleepers of its word (they re-check), and
 //             only when the word's sleeper count is non-zero.
 //
-// Dead Workers: a Worker terminated by Worker.terminate() stops at some point
-// of this protocol, and forceRelease(id) must then undo exactly what it left.
-// The write hold and the use of a ticket are recorded by the very CAS that
-// makes them (the tag in STATE), and cancel is a CAS that succeeds once, so
-// those need no assumption. Three steps still span two or three words, with no
-// single word to hold both: enqueue (queued count, ticket, owner), a read CAS
-// and its READS record, and cancel's ring mark and queued-count decrement. Each
-// is written as straight-line code with no call and no loop between its
-// Atomics operations: V8 acts on a termination request only at its interrupt
-// checks (function entries and loop back-edges), so a terminated Worker stops
-// before or after such a group, not inside it. That is V8 behaviour, not a
-// language guarantee; the SPIN model treats each group as one atomic step.
-// Worker.terminate() does not interrupt Atomics.wait at all: a Worker blocked in
-// a sync wait runs on when woken (see ReaderWriterLock.forceRelease()).
+// Dead Workers: a Worker terminated by Worker.terminate() leaves behind what
+// it held or queued for, and forceRelease(id) must undo exactly that, once.
+// Measured in Deno 2.9: terminate() does not interrupt running JavaScript; a
+// Worker stops only when its event loop next turns (one that loops through
+// microtasks alone is never stopped), so it stops between tasks, not inside a
+// synchronous step of this protocol. The write hold and the use of a ticket
+// do not depend on that: the CAS that makes them records them (the tag in
+// STATE); cancel is a CAS that succeeds once, and never on a ticket already
+// skipped (the live mark), so forceRelease() racing a live head that skips a
+// dead Worker's cancelled ticket cannot cancel it twice (the cause of the
+// queued-writer count going below zero in chaos runs). Three steps still span
+// two or three words, with no single word to hold both: enqueue (queued count,
+// ticket, owner), a read CAS and its READS record, and cancel's ring mark and
+// queued-count decrement. Each is straight-line code with no call, loop or
+// await between its Atomics operations, so it is not split by Deno's
+// terminate() (nor by V8's interrupt checks, at function entries and loop
+// back-edges); the SPIN model treats each group as one atomic step.
+// Worker.terminate() does not interrupt Atomics.wait either: a Worker blocked
+// in a sync wait runs on when woken (see ReaderWriterLock.forceRelease()).
 //
 // Fairness: writers first, then FIFO among writers. Once a writer queues, new
 // readers wait behind it (readers already in keep their hold, and a thread's

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Lock } from "../locks/lock.ts";
 import { LockError, LockTimeoutError } from "../locks/errors.ts";
-import { Driven, pause } from "./workers/driver.ts";
+import { Driven, pause, until } from "./workers/driver.ts";
 
 Deno.test("new Lock() starts unlocked and acquireSync()/release() toggle locked", () => {
   const lock = new Lock();
@@ -289,5 +289,52 @@ Deno.test("Lock: Workers hammering with sync and async acquires never overlap no
     assert.equal(lock.locked, false);
   } finally {
     for (const w of workers) w.worker.terminate();
+  }
+});
+
+/**
+ * Resolves once the Workers counting into `beat` have stopped: Deno gives no
+ * signal when a terminated Worker's thread has ended, so this waits until the
+ * count has not moved for 50 ms (bounded by `until`). Only the Workers' being
+ * gone depends on it, never what the test asserts about the lock.
+ */
+async function stopped(beat: Int32Array): Promise<void> {
+  let last = -1, since = performance.now();
+  await until(() => {
+    const now = Atomics.load(beat, 0);
+    if (now !== last) [last, since] = [now, performance.now()];
+    return performance.now() - since > 50;
+  }, "the terminated Workers stop");
+}
+
+Deno.test("Lock.forceRelease() recovers the lock from Workers terminated at random points of acquire and release", async () => {
+  // Limits: Deno stops a terminated Worker only when its event loop turns, so
+  // terminate() lands between tasks (holding, waiting, idle), never inside a
+  // synchronous step, and no round is sure to hit a given state. What
+  // is checked is the invariant: once every Worker is gone and force-released,
+  // the lock is free and can be taken. The Workers make no sync waits (terminate() does not interrupt
+  // Atomics.wait, and a Worker woken after it would run on).
+  const lock = new Lock();
+  for (let round = 0; round < 8; round++) {
+    const workers = [new Driven(), new Driven()];
+    try {
+      const ids: number[] = [];
+      for (const w of workers) {
+        ids.push(await w.call("attachLock", { buffer: lock.buffer }) as number);
+      }
+      const beat = new Int32Array(new SharedArrayBuffer(4));
+      for (const w of workers) w.call("churn", { lock: true, beat: beat.buffer }).catch(() => {});
+      for (const w of workers) await w.expect("churning");
+      await pause(round % 4); // a different point of the churn each round; nothing depends on it
+      for (const w of workers) w.worker.terminate();
+      await stopped(beat);
+      for (const id of ids) lock.forceRelease(id);
+      assert.equal(lock.locked, false, `round ${round}`);
+      for (const id of ids) assert.equal(lock.forceRelease(id), false);
+      assert.equal(lock.acquireSync({ blocking: false }), true);
+      lock.release();
+    } finally {
+      for (const w of workers) w.worker.terminate();
+    }
   }
 });

@@ -105,6 +105,48 @@ const ops: Record<string, (r: Request) => unknown> = {
     if (asyncGot) lock!.release();
     return { got, took, asyncGot };
   },
+  /**
+   * Churns until terminated: takes and releases the Lock (when `lock`) and the
+   * ReaderWriterLock (when `rw`) with sync tries and timed async waits mixed,
+   * holding some across a task boundary, and yields to the event loop every
+   * round: Deno stops a terminated Worker only when its event loop turns, so
+   * that is where terminate() lands (holding, queued, waiting or idle). No
+   * sync wait: terminate() does not interrupt Atomics.wait. Adds 1 to
+   * `beat[0]` per round and posts "churning" once it has gone round once.
+   */
+  churn: async (r) => {
+    const beat = new Int32Array(r.beat as SharedArrayBuffer);
+    for (let i = 0;; i++) {
+      const kind = i % 4;
+      if (r.lock) {
+        const got = kind < 2
+          ? lock!.acquireSync({ blocking: false })
+          : await lock!.acquire({ timeout: 2 });
+        if (got) {
+          if (kind === 3) await new Promise((resolve) => setTimeout(resolve, 0));
+          lock!.release();
+        }
+      }
+      if (r.rw) {
+        const write = (i >> 1) % 3 === 0;
+        const got = kind < 2
+          ? (write
+            ? rw!.acquireWriteLockSync({ blocking: false })
+            : rw!.acquireReadLockSync({ blocking: false }))
+          : await (write
+            ? rw!.acquireWriteLock({ timeout: 2 })
+            : rw!.acquireReadLock({ timeout: 2 }));
+        if (got) {
+          if (kind === 3) await new Promise((resolve) => setTimeout(resolve, 0));
+          if (write) rw!.releaseWriteLock();
+          else rw!.releaseReadLock();
+        }
+      }
+      Atomics.add(beat, 0, 1);
+      if (i === 0) event("churning");
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  },
   attachRw: (r) => {
     rw = ReaderWriterLock.from(r.buffer as SharedArrayBuffer);
     return rw.id;
