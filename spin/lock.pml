@@ -55,9 +55,9 @@
 #define ALL 255                  /* notify count +Infinity */
 
 #define FREE 0
-#define SYNC_ONE 1               /* _raw_lock.ts L84 */
-#define ASYNC_ONE 65536          /* _raw_lock.ts L86: 1 << 16 */
-#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L95 */
+#define SYNC_ONE 1               /* _raw_lock.ts L86 */
+#define ASYNC_ONE 65536          /* _raw_lock.ts L88: 1 << 16 */
+#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L97 */
 
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
  *   MUT_NOTIFY_ONE   #wake always notifies 1 (the layout-1 code's one-per-release)
@@ -69,7 +69,7 @@
 #define WAKE_COUNT(w) (HAS_ASYNC(w) -> ALL : 1)
 #endif
 
-/* ---- shared words (_raw_lock.ts L74-79) ---- */
+/* ---- shared words (_raw_lock.ts L76-79) ---- */
 byte STATE = FREE;       /* 0 or the holder's attachment id: TH(p) + 1 */
 int WAITERS = 0;         /* sync count in bits 0..15, async in bits 16..31 */
 
@@ -178,8 +178,8 @@ round:
   :: patient[p] = false
   fi;
 
-  /* acquireSync L119 / acquireAsync L126: tryAcquire, and #spin L155, collapsed */
-  d_step { /* _raw_lock.ts RawLock.tryAcquire L114: Atomics.compareExchange(STATE, FREE, id) */
+  /* acquireSync L121 / acquireAsync L128: tryAcquire, and #spin L157, collapsed */
+  d_step { /* _raw_lock.ts RawLock.tryAcquire L116: Atomics.compareExchange(STATE, FREE, id) */
     !busy[TH(p)] && !(sync && OWN_THREAD_HOLDS(p));
     busy[TH(p)] = true;
     if
@@ -192,13 +192,13 @@ round:
   :: else
   fi;
 
-  if               /* _raw_lock.ts #lockContendedSync L164 / #lockContendedAsync L182: Atomics.add */
+  if               /* _raw_lock.ts #lockContendedSync L166 / #lockContendedAsync L184: Atomics.add */
   :: sync -> WAITERS = WAITERS + SYNC_ONE
   :: else -> WAITERS = WAITERS + ASYNC_ONE
   fi;
 
 loop:
-  atomic {         /* _raw_lock.ts L167 / L185: seen = Atomics.compareExchange(STATE, FREE, id) */
+  atomic {         /* _raw_lock.ts L169 / L187: seen = Atomics.compareExchange(STATE, FREE, id) */
     seen = STATE;
     if
     :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
@@ -209,7 +209,7 @@ loop:
   :: ok -> goto leave
   :: else
   fi;
-  /* L169-170 / L187-188: left <= 0 ? */
+  /* L171-170 / L189-188: left <= 0 ? */
   if
   :: expired -> goto leave
   :: !expired && !patient[p] -> expired = true; goto leave   /* deadline passed before waiting */
@@ -218,7 +218,7 @@ loop:
 
   if
   :: sync ->
-     d_step {       /* _raw_lock.ts #lockContendedSync L171: Atomics.wait(STATE, seen, left) */
+     d_step {       /* _raw_lock.ts #lockContendedSync L173: Atomics.wait(STATE, seen, left) */
        register(p, seen, reg);
        seen = 0
      }
@@ -226,7 +226,7 @@ loop:
      :: reg ->
         if
         :: woken[p] -> woken[p] = false              /* "ok" */
-        :: d_step {  /* L171: Atomics.wait times out and leaves the waiter list */
+        :: d_step {  /* L173: Atomics.wait times out and leaves the waiter list */
              !patient[p] && sleeping[p] -> deregister(p); expired = true
            }
         fi;
@@ -235,7 +235,7 @@ loop:
      fi;
      goto loop
   :: else ->
-     d_step {       /* _wait.ts waitAsync L41: Atomics.waitAsync(STATE, seen) (from _raw_lock.ts L190) */
+     d_step {       /* _wait.ts waitAsync L41: Atomics.waitAsync(STATE, seen) (from _raw_lock.ts L192) */
        register(p, seen, reg);
        seen = 0;
        if
@@ -258,7 +258,7 @@ loop:
              :: else -> woken[p] = false; got = true   /* notified, but the "ok" task comes after */
              fi
            }
-           d_step {  /* _raw_lock.ts RawLock.onAbandon L206: Atomics.add(WAITERS, ASYNC_ONE) */
+           d_step {  /* _raw_lock.ts RawLock.onAbandon L208: Atomics.add(WAITERS, ASYNC_ONE) */
              WAITERS = WAITERS + ASYNC_ONE;
              if
              :: got -> cb[p]++; got = false   /* _wait.ts L69-71 will run onAbandonedWake */
@@ -272,13 +272,13 @@ loop:
            if
            :: aborted ->
 #ifndef MUT_NO_PASS_ON
-              s = STATE;     /* _raw_lock.ts #lockContendedAsync L193: Atomics.load(STATE) */
+              s = STATE;     /* _raw_lock.ts #lockContendedAsync L195: Atomics.load(STATE) */
               if
               :: s == FREE ->
-                 w = WAITERS; /* _raw_lock.ts #lockContendedAsync L194: Atomics.load(WAITERS) */
+                 w = WAITERS; /* _raw_lock.ts #lockContendedAsync L196: Atomics.load(WAITERS) */
                  if
                  :: w != 0 ->
-                    d_step {  /* _raw_lock.ts #wake L149: Atomics.notify(STATE, async ? Infinity : 1) */
+                    d_step {  /* _raw_lock.ts #wake L151: Atomics.notify(STATE, async ? Infinity : 1) */
                       notify_n(WAKE_COUNT(w));
                       w = 0
                     }
@@ -298,7 +298,7 @@ loop:
   fi;
 
 leave:
-  if               /* _raw_lock.ts L174 / L201 (finally): Atomics.sub */
+  if               /* _raw_lock.ts L176 / L203 (finally): Atomics.sub */
   :: sync -> WAITERS = WAITERS - SYNC_ONE
   :: else -> WAITERS = WAITERS - ASYNC_ONE
   fi;
@@ -318,7 +318,7 @@ cs:
 #ifdef MUT_LOAD_FIRST
   w = WAITERS;      /* mutant: WAITERS read before STATE is released */
 #endif
-  d_step {          /* _raw_lock.ts RawLock.release L133: Atomics.exchange(STATE, FREE) */
+  d_step {          /* _raw_lock.ts RawLock.release L135: Atomics.exchange(STATE, FREE) */
     !busy[TH(p)];
     busy[TH(p)] = true;
     assert(STATE == TH(p) + 1);
@@ -327,11 +327,11 @@ cs:
     STATE = FREE
   }
 #ifndef MUT_LOAD_FIRST
-  w = WAITERS;      /* _raw_lock.ts RawLock.release L134: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts RawLock.release L136: Atomics.load(WAITERS) */
 #endif
   if
   :: w != 0 ->
-     d_step {        /* _raw_lock.ts #wake L149: Atomics.notify(STATE, async ? Infinity : 1) */
+     d_step {        /* _raw_lock.ts #wake L151: Atomics.notify(STATE, async ? Infinity : 1) */
        notify_n(WAKE_COUNT(w));
        w = 0; busy[TH(p)] = false
      }
@@ -348,7 +348,7 @@ fin:
 proctype EventLoop(byte p) {
 end:
   do
-  :: d_step {       /* _raw_lock.ts RawLock.onAbandonedWake L210: Atomics.sub(WAITERS, ASYNC_ONE) */
+  :: d_step {       /* _raw_lock.ts RawLock.onAbandonedWake L212: Atomics.sub(WAITERS, ASYNC_ONE) */
        cb[p] > 0 && !busy[TH(p)] ->
        cb[p]--;
        assert(WAITERS >= ASYNC_ONE);

@@ -21,7 +21,7 @@
  * registration is a flag per task and word. A sync wait that times out
  * deregisters. An async wait given up (timer, abort) stays registered in the
  * engine until a notify-all reaches it; with notify-all and NO_ACCOUNTING
- * (_raw_rwlock.ts L108) such a wait can swallow nothing and changes no
+ * (_raw_rwlock.ts L113) such a wait can swallow nothing and changes no
  * shared word, so it is dropped from the model when given up.
  *
  * Abstractions (see spin/README.md):
@@ -54,7 +54,7 @@
 #endif
 #define NTICKETS (NW * ROUNDS + 1)
 
-/* _raw_rwlock.ts L141-175 */
+/* _raw_rwlock.ts L146-175 */
 #define READERS_MASK 65535
 #define WRITER 65536
 #define QUEUED_ONE 131072
@@ -119,35 +119,35 @@ inline notify_all_wseq() {
   i = 0
 }
 
-/* #readerEvent L312-314 */
+/* #readerEvent L317-314 */
 inline reader_event() {
-  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L313: Atomics.load(R_SLEEPERS) */
+  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L318: Atomics.load(R_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L313: Atomics.notify(STATE) */
+     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L318: Atomics.notify(STATE) */
   :: else
   fi
 }
 
-/* #writerEvent L361-364 */
+/* #writerEvent L366-364 */
 inline writer_event() {
 #ifndef MUT_NO_WSEQ_BUMP
-  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L362: Atomics.add(WSEQ, 1) */
+  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L367: Atomics.add(WSEQ, 1) */
 #endif
-  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L363: Atomics.load(W_SLEEPERS) */
+  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L368: Atomics.load(W_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L363: Atomics.notify(WSEQ) */
+     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L368: Atomics.notify(WSEQ) */
   :: else
   fi
 }
 
-/* #passHead L406-413 */
+/* #passHead L411-413 */
 inline pass_head(t) {
   nx = t + 1;
   do
-  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L409: Atomics.store(SERVING, next) */
-     atomic {                  /* _raw_rwlock.ts #passHead L411: Atomics.compareExchange(RING[next], next, empty) */
+  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L414: Atomics.store(SERVING, next) */
+     atomic {                  /* _raw_rwlock.ts #passHead L416: Atomics.compareExchange(RING[next], next, empty) */
        if
        :: ring[nx] == CANC -> ring[nx] = EMPTY; nx++
        :: else -> nx = 0; break
@@ -156,9 +156,9 @@ inline pass_head(t) {
   od
 }
 
-/* cancel L416-430 */
+/* cancel L421-430 */
 inline cancel(t) {
-  atomic {                     /* _raw_rwlock.ts cancel L420: Atomics.compareExchange(RING[t], live(t), t) */
+  atomic {                     /* _raw_rwlock.ts cancel L425: Atomics.compareExchange(RING[t], live(t), t) */
     if
     :: ring[t] == LIVE -> ring[t] = CANC; won = true
     :: else -> won = false
@@ -166,14 +166,14 @@ inline cancel(t) {
   }
   if
   :: won ->
-     d_step {                  /* _raw_rwlock.ts cancel L421: Atomics.sub(STATE, QUEUED_ONE) */
+     d_step {                  /* _raw_rwlock.ts cancel L426: Atomics.sub(STATE, QUEUED_ONE) */
        prev = STATE; STATE = STATE - QUEUED_ONE; gq--; tstat[t] = 3
      }
-     x = SERVING;              /* _raw_rwlock.ts cancel L423: Atomics.load(SERVING) */
+     x = SERVING;              /* _raw_rwlock.ts cancel L428: Atomics.load(SERVING) */
      if
      :: x == t ->
         x = 0;
-        atomic {               /* _raw_rwlock.ts cancel L424: Atomics.compareExchange(RING[t], t, empty) */
+        atomic {               /* _raw_rwlock.ts cancel L429: Atomics.compareExchange(RING[t], t, empty) */
           if
           :: ring[t] == CANC -> ring[t] = EMPTY; won = true
           :: else -> won = false
@@ -186,7 +186,7 @@ inline cancel(t) {
      :: else -> x = 0
      fi;
 #ifndef MUT_CANCEL_NO_WAKE
-     if                        /* L429 */
+     if                        /* L434 */
      :: (prev & QUEUED_MASK) == QUEUED_ONE && !WLOCKED(prev) -> reader_event()
      :: else
      fi;
@@ -230,8 +230,8 @@ round:
   fi;
   if :: patient[p] = true :: patient[p] = false fi;
 
-  /* writeSync L330 / writeAsync L336 -> tryWrite, and #spinWrite L368, collapsed */
-  d_step {                     /* _raw_rwlock.ts tryWrite L322: Atomics.compareExchange(STATE, 0, WRITER | id) */
+  /* writeSync L335 / writeAsync L341 -> tryWrite, and #spinWrite L373, collapsed */
+  d_step {                     /* _raw_rwlock.ts tryWrite L327: Atomics.compareExchange(STATE, 0, WRITER | id) */
     if
     :: STATE == 0 -> STATE = WRITER | (p + 1); nw++; ok = true;
        assert(gq == 0 && nr == 0 && nw == 1)    /* FIFO: no queued writer is jumped */
@@ -243,24 +243,24 @@ round:
   :: else
   fi;
 
-  /* #enqueue L374-381 (#ringHasRoom L385: always room here) */
-  d_step { STATE = STATE + QUEUED_ONE; gq++ }   /* _raw_rwlock.ts #enqueue L376: Atomics.add(STATE, QUEUED_ONE) */
-  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L377: Atomics.add(NEXT_TICKET, 1) */
-  ring[t] = LIVE;              /* _raw_rwlock.ts #enqueue L379: Atomics.store(RING[t], live(t)) */
-  W_SLEEPERS++;                /* _raw_rwlock.ts L441 / L467: Atomics.add(W_SLEEPERS, 1) */
+  /* #enqueue L379-381 (#ringHasRoom L390: always room here) */
+  d_step { STATE = STATE + QUEUED_ONE; gq++ }   /* _raw_rwlock.ts #enqueue L381: Atomics.add(STATE, QUEUED_ONE) */
+  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L382: Atomics.add(NEXT_TICKET, 1) */
+  ring[t] = LIVE;              /* _raw_rwlock.ts #enqueue L384: Atomics.store(RING[t], live(t)) */
+  W_SLEEPERS++;                /* _raw_rwlock.ts L446 / L472: Atomics.add(W_SLEEPERS, 1) */
 
 loop:
-  seq = WSEQ;                  /* _raw_rwlock.ts L444 / L470: Atomics.load(WSEQ) */
-  /* #tryTakeAsHead L390-403 */
-  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L392: Atomics.load(SERVING) */
+  seq = WSEQ;                  /* _raw_rwlock.ts L449 / L475: Atomics.load(WSEQ) */
+  /* #tryTakeAsHead L395-403 */
+  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L397: Atomics.load(SERVING) */
   if
   :: x == t ->
      x = 0;
 take:
-     s = STATE;                /* _raw_rwlock.ts #tryTakeAsHead L394: Atomics.load(STATE) */
+     s = STATE;                /* _raw_rwlock.ts #tryTakeAsHead L399: Atomics.load(STATE) */
      if
      :: WLOCKABLE(s) ->
-        d_step {               /* _raw_rwlock.ts #tryTakeAsHead L397: Atomics.compareExchange(STATE, s, s - QUEUED_ONE + WRITER + tag) */
+        d_step {               /* _raw_rwlock.ts #tryTakeAsHead L402: Atomics.compareExchange(STATE, s, s - QUEUED_ONE + WRITER + tag) */
           if
           :: STATE == s ->
              STATE = s - QUEUED_ONE + WRITER + (TICKET_TAG | t);
@@ -283,22 +283,22 @@ take:
      fi
   :: else -> x = 0
   fi;
-  /* L446-450 / L472-476: left <= 0 -> cancel */
+  /* L451-450 / L477-476: left <= 0 -> cancel */
   if
   :: expired -> cancel(t); goto wleave
   :: !expired && !patient[p] -> expired = true; cancel(t); goto wleave
   :: !expired -> skip
   fi;
-  /* _raw_rwlock.ts L451: Atomics.wait(WSEQ, seq, left) / L478: waitAsync(WSEQ, seq) */
+  /* _raw_rwlock.ts L456: Atomics.wait(WSEQ, seq, left) / L483: waitAsync(WSEQ, seq) */
   wait_on(NP, WSEQ, seq);
   seq = 0;
   if
-  :: aborted -> cancel(t); goto wleave      /* L479-481 */
+  :: aborted -> cancel(t); goto wleave      /* L484-481 */
   :: else -> goto loop
   fi;
 
 wleave:
-  W_SLEEPERS--;                /* _raw_rwlock.ts L454 / L485 (finally): Atomics.sub(W_SLEEPERS, 1) */
+  W_SLEEPERS--;                /* _raw_rwlock.ts L459 / L490 (finally): Atomics.sub(W_SLEEPERS, 1) */
   t = 0;
   if
   :: ok -> goto cs
@@ -308,25 +308,25 @@ wleave:
 cs:
   atomic { ok = false; expired = false; aborted = false; assert(nw == 1 && nr == 0) }
   if
-  :: d_step {                  /* _raw_rwlock.ts releaseWrite L342: Atomics.sub(STATE, WRITER + tag) */
+  :: d_step {                  /* _raw_rwlock.ts releaseWrite L347: Atomics.sub(STATE, WRITER + tag) */
        prev = STATE; STATE = STATE - WRITER - (STATE & READERS_MASK); nw--
      }
-     if                        /* #afterUnwrite L347-348 */
+     if                        /* #afterUnwrite L352-348 */
      :: QUEUED(prev) -> prev = 0; writer_event()
      :: else -> prev = 0; reader_event()
      fi
-  :: d_step {                  /* _raw_rwlock.ts downgrade L355: Atomics.add(STATE, 1 - WRITER - tag) */
+  :: d_step {                  /* _raw_rwlock.ts downgrade L360: Atomics.add(STATE, 1 - WRITER - tag) */
        prev = STATE; STATE = STATE + 1 - WRITER - (STATE & READERS_MASK); nw--; nr++;
        assert(nw == 0)
      }
-     if                        /* L358 */
+     if                        /* L363 */
      :: !QUEUED(prev) -> prev = 0; reader_event()
      :: else -> prev = 0
      fi;
-     d_step {                  /* _raw_rwlock.ts releaseRead L254: Atomics.sub(STATE, 1) */
+     d_step {                  /* _raw_rwlock.ts releaseRead L259: Atomics.sub(STATE, 1) */
        prev = STATE; STATE = STATE - 1; nr--
      }
-     if                        /* #afterUnread L259-260 */
+     if                        /* #afterUnread L264-260 */
      :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
      :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
      :: else -> prev = 0
@@ -352,13 +352,13 @@ round:
   if :: patient[p] = true :: patient[p] = false fi;
   tried = false;
 
-  /* readSync L238 / readAsync L244 -> tryRead, and #spinRead L265, collapsed; then
-   * from L279 / L300 inside the contended loop */
+  /* readSync L243 / readAsync L249 -> tryRead, and #spinRead L270, collapsed; then
+   * from L284 / L305 inside the contended loop */
 tryread:
-  s = STATE;                   /* _raw_rwlock.ts tryRead L225: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts tryRead L230: Atomics.load(STATE) */
   if
   :: READABLE(s) ->
-     d_step {                  /* _raw_rwlock.ts tryRead L229: Atomics.compareExchange(STATE, s, s + 1) */
+     d_step {                  /* _raw_rwlock.ts tryRead L234: Atomics.compareExchange(STATE, s, s + 1) */
        if
        :: STATE == s -> STATE = s + 1; nr++; ok = true;
           assert(nw == 0 && gq == 0 && nr <= MAXR)   /* writer preference */
@@ -374,24 +374,24 @@ tryread:
   :: else -> s = 0
   fi;
   if
-  :: tried -> goto rloop       /* tryRead returned false: `continue` (L280 / L301) */
+  :: tried -> goto rloop       /* tryRead returned false: `continue` (L285 / L306) */
   :: else -> tried = true
   fi;
 
-  R_SLEEPERS++;                /* _raw_rwlock.ts L274 / L295: Atomics.add(R_SLEEPERS, 1) */
+  R_SLEEPERS++;                /* _raw_rwlock.ts L279 / L300: Atomics.add(R_SLEEPERS, 1) */
 rloop:
-  s = STATE;                   /* _raw_rwlock.ts L277 / L298: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts L282 / L303: Atomics.load(STATE) */
   if
   :: READABLE(s) -> s = 0; goto tryread
   :: else
   fi;
-  /* L282-283 / L303-304: left <= 0 */
+  /* L287-283 / L308-304: left <= 0 */
   if
   :: expired -> s = 0; goto rleave
   :: !expired && !patient[p] -> s = 0; expired = true; goto rleave
   :: !expired -> skip
   fi;
-  /* _raw_rwlock.ts L284: Atomics.wait(STATE, s, left) / L305: waitAsync(STATE, s) */
+  /* _raw_rwlock.ts L289: Atomics.wait(STATE, s, left) / L310: waitAsync(STATE, s) */
   wait_on(0, STATE, s);
   s = 0;
   if
@@ -400,7 +400,7 @@ rloop:
   fi;
 
 rleave:
-  R_SLEEPERS--;                /* _raw_rwlock.ts L287 / L308 (finally): Atomics.sub(R_SLEEPERS, 1) */
+  R_SLEEPERS--;                /* _raw_rwlock.ts L292 / L313 (finally): Atomics.sub(R_SLEEPERS, 1) */
   if
   :: ok -> goto cs
   :: else -> atomic { r++; expired = false; aborted = false; tried = false }; goto round
@@ -408,10 +408,10 @@ rleave:
 
 cs:
   atomic { ok = false; expired = false; aborted = false; tried = false; assert(nw == 0 && nr >= 1) }
-  d_step {                     /* _raw_rwlock.ts releaseRead L254: Atomics.sub(STATE, 1) */
+  d_step {                     /* _raw_rwlock.ts releaseRead L259: Atomics.sub(STATE, 1) */
     prev = STATE; STATE = STATE - 1; nr--
   }
-  if                           /* #afterUnread L259-260 */
+  if                           /* #afterUnread L264-260 */
   :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
   :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
   :: else -> prev = 0
