@@ -460,7 +460,9 @@ const killTimes = new Map<string, number[]>();
 const forced = new Map<string, number[]>();
 const open = new Map<string, Interval>();
 const records = lines.map((l) => l.split(" ")).filter((f) => f.length >= 3);
-records.sort((a, b) => Number(a[a[0] === "K" ? 2 : 4]) - Number(b[b[0] === "K" ? 2 : 4]));
+// The time is field 2 of kill records, field 3 of forced-recovery records, field 4 of the rest.
+const timeOf = (f: string[]) => Number(f[f[0] === "K" ? 2 : f[0] === "F" ? 3 : 4]);
+records.sort((a, b) => timeOf(a) - timeOf(b));
 for (const f of records) {
   if (f[0] === "K") {
     const list = killTimes.get(f[1]) ?? [];

@@ -754,7 +754,12 @@ Deno.test("locked/readLocked/writeLocked refuse non-locks at once, and a missing
     }
     assert.equal(await wrapper((x: number) => x * 2)(21), 42);
     // By key: this[key] that is missing or not a lock rejects with a TypeError naming the key.
-    for (const key of ["_lock", "other", Symbol("k"), 42]) {
+    // A number is neither a lock nor a property key: refused when decorating.
+    assert.throws(
+      () => decorate(42 as never),
+      (e: Error) => e instanceof TypeError && e.message.includes("42"),
+    );
+    for (const key of ["_lock", "other", Symbol("k")]) {
       const method = decorate(key)(function () {
         return 1;
       });
