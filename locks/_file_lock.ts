@@ -99,10 +99,12 @@ export class LockFile {
    * @throws {LockError} when waiting forever could only deadlock this thread.
    */
   lockSync(exclusive: boolean, w: Waiting, name: string): Handle | undefined {
+    w.signal?.throwIfAborted();
     // Fast path: one non-blocking attempt.
     const handle = this.tryLock(exclusive);
     if (handle !== undefined || !w.blocking || w.timeout === 0) return handle;
-    if (!waitsForever(w)) return this.#pollSync(exclusive, w);
+    // A signal cannot fire while this thread is blocked: only a timeout ends a sync wait.
+    if (w.timeout !== Infinity) return this.#pollSync(exclusive, w);
     if (this.#heldHere(exclusive)) {
       throw misuse(
         name,
@@ -133,6 +135,7 @@ export class LockFile {
    * when waiting forever, else by polling (a kernel wait cannot be cancelled).
    */
   async lock(exclusive: boolean, w: Waiting): Promise<Handle | undefined> {
+    w.signal?.throwIfAborted();
     const handle = this.tryLock(exclusive);
     if (handle !== undefined || !w.blocking || w.timeout === 0) return handle;
     if (!waitsForever(w)) {

@@ -170,6 +170,22 @@ Deno.test("InterProcessLock.acquire() rejects with the signal's reason and takes
   assert.equal(lock.acquired, false);
   await using other = new Child(CHILD, ["try", "lock", path]);
   assert.equal(await other.line(), "acquired");
+  // On a free lock too, an aborted signal refuses at once, and takes nothing.
+  await assert.rejects(lock.acquire({ signal: AbortSignal.abort(reason) }), (e) => e === reason);
+  assert.throws(() => lock.acquireSync({ signal: AbortSignal.abort(reason) }), (e) => e === reason);
+  assert.equal(lock.acquired, false);
+});
+
+Deno.test("InterProcessLock.acquireSync() with a signal and no timeout still refuses to deadlock", async () => {
+  await using dir = await tempDir();
+  const lock = new InterProcessLock(dir.file("a.lock"));
+  assert.ok(lock.acquireSync());
+  try {
+    const signal = new AbortController().signal;
+    assert.throws(() => new InterProcessLock(lock.path).acquireSync({ signal }), /wait forever/);
+  } finally {
+    lock.release();
+  }
 });
 
 Deno.test("InterProcessLock: the event loop runs while acquire() waits in the kernel", async () => {
