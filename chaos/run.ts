@@ -454,7 +454,8 @@ const intervals: Interval[] = [];
 const lines: string[] = [...kills, ...recoveries];
 for (const entry of Deno.readDirSync(dir)) {
   if (!entry.name.startsWith("j-")) continue;
-  lines.push(...Deno.readTextFileSync(join(dir, entry.name)).split("\n"));
+  // One line at a time: a soak's journals are too long to spread into push().
+  for (const line of Deno.readTextFileSync(join(dir, entry.name)).split("\n")) lines.push(line);
 }
 const killTimes = new Map<string, number[]>();
 const forced = new Map<string, number[]>();
