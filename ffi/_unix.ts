@@ -49,11 +49,17 @@ export function unixMechanism(calls: UnixCalls, errors: UnixErrors): Mechanism {
       calls.close(handle as number);
     },
     tryLock(handle: Handle, exclusive: boolean, path: string): boolean {
-      for (;;) {
+      let seen = 0;
+      for (let attempt = 1;; attempt++) {
         if (calls.tryLock(handle as number, exclusive) === 0) return true;
         const e = calls.errno();
         if (busy.includes(e)) return false;
-        if (e !== EINTR) throw fail("lock", path, e);
+        if (e === EINTR) continue;
+        // A 10-minute soak once read ENOENT after a failed F_OFD_SETLK, which
+        // fcntl never reports: errno had been overwritten on this thread between
+        // the two FFI calls. Trust an error only when a second attempt repeats it.
+        if (e === seen || attempt >= 3) throw fail("lock", path, e);
+        seen = e;
       }
     },
     lockSync(handle: Handle, exclusive: boolean, path: string): void {
