@@ -63,10 +63,13 @@ export function unixMechanism(calls: UnixCalls, errors: UnixErrors): Mechanism {
       }
     },
     lockSync(handle: Handle, exclusive: boolean, path: string): void {
-      for (;;) {
+      let seen = 0;
+      for (let attempt = 1;; attempt++) {
         if (calls.lockWait(handle as number, exclusive) === 0) return;
         const e = calls.errno();
-        if (e !== EINTR) throw fail("lock", path, e);
+        if (e === EINTR) continue;
+        if (e === seen || attempt >= 3) throw fail("lock", path, e); // as in tryLock
+        seen = e;
       }
     },
     async lock(handle: Handle, exclusive: boolean): Promise<boolean> {
