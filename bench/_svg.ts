@@ -4,8 +4,8 @@
 
 import { type Figure, format } from "./_report.ts";
 
-const WIDTH = 1080;
-const LABEL = 470;
+const WIDTH = 1170;
+const LABEL = 560;
 const BAR = 16;
 const GAP = 6;
 const OURS = "#2f6fdf";
