@@ -140,7 +140,7 @@ export function sleepSync(ms: number): void {
 }
 
 /** The longest delay `setTimeout` takes (2^31 - 1 ms); Deno turns a longer one into 1 ms. */
-const MAX_TIMER = 0x7fffffff;
+export const MAX_TIMER = 0x7fffffff;
 
 /**
  * Resolves after `ms` milliseconds (at most about 24.8 days: callers poll

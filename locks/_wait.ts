@@ -8,14 +8,14 @@
 // by its timer or by an abort stays registered in the engine's waiter list
 // until some notify reaches it. Such an "abandoned" wait may swallow a notify
 // meant for a live waiter, so the caller is told when one is left behind
-// (`onAbandon`) and when it is finally woken (`onAbandonedWake`), and keeps the
-// count that lets notifiers wake one more waiter per abandoned wait.
+// (`onAbandon`) and when it is finally woken (`onAbandonedWake`): Lock keeps
+// such waits counted as async waiters, and a release that sees any async
+// waiter wakes them all.
+
+import { MAX_TIMER } from "./_options.ts";
 
 /** How a wait ended: woken by a notify, value already changed, or out of time. */
 export type WaitResult = "ok" | "not-equal" | "timed-out";
-
-/** The longest delay `setTimeout` accepts (2^31 - 1 ms, about 24.8 days). */
-const MAX_TIMER = 0x7fffffff;
 
 /** What a protocol does when one of its async waits is left behind. */
 export interface Abandonment {

@@ -75,23 +75,6 @@ export function makeGuard(release: () => void, name: string): Guard {
 }
 
 /**
- * Runs `fn` while holding a guard, releasing it however `fn` ends.
- *
- * @internal
- */
-export async function withGuard<T>(
-  guard: Promise<Guard>,
-  fn: () => T | Promise<T>,
-): Promise<T> {
-  const held = await guard;
-  try {
-    return await fn();
-  } finally {
-    held.release();
-  }
-}
-
-/**
  * A function wrapper that is also a TC39 method decorator: `wrap(fn)` and
  * `@wrap method() {}` both give a function that runs the original inside
  * `run`, with the same `this` and arguments, and returns a Promise.
