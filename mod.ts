@@ -32,16 +32,16 @@
  */
 
 export type { AcquireOptions } from "./locks/_options.ts";
-export { LockError, type LockErrorOptions, LockTimeoutError } from "./locks/errors.ts";
+export { LockError, type LockErrorOptions, LockTimeoutError } from "./errors.ts";
 export type { Guard, LockedWrapper } from "./locks/guard.ts";
-export { InterProcessLock, interprocessLocked } from "./locks/interprocess_lock.ts";
+export { InterProcessLock, interprocessLocked } from "./locks/process/interprocess_lock.ts";
 export {
   InterProcessReaderWriterLock,
   interprocessReadLocked,
   interprocessWriteLocked,
-} from "./locks/interprocess_reader_writer_lock.ts";
-export { Lock } from "./locks/lock.ts";
-export { ReaderWriterLock } from "./locks/reader_writer_lock.ts";
+} from "./locks/process/interprocess_reader_writer_lock.ts";
+export { Lock } from "./locks/thread/lock.ts";
+export { ReaderWriterLock } from "./locks/thread/reader_writer_lock.ts";
 export {
   DEFAULT_LOCK_PROPERTY,
   locked,

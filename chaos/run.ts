@@ -51,7 +51,7 @@ const pause = soak ? 4 : 1;
 /** Mean interval between kills of a child, and between Worker terminations (ms). */
 const killEvery = soak ? 1500 : 250;
 // ReaderWriterLock records read holds for forceRelease() only for attachment
-// ids 1..256 (locks/_raw_rwlock.ts RECORDED_IDS): keep Worker spawns below that.
+// ids 1..256 (locks/thread/_raw_rwlock.ts RECORDED_IDS): keep Worker spawns below that.
 const MAX_WORKER_SPAWNS = 240;
 const terminateEvery = Math.max(
   soak ? 3000 : 300,
@@ -423,7 +423,7 @@ if (threadsLeft > 0) violations.push(`${threadsLeft} Worker threads left behind`
   }
   if (rw.hasPendingWriters) {
     // Diagnose: the state word and the owners of the tickets still in flight
-    // (word indices as documented at the top of locks/_raw_rwlock.ts).
+    // (word indices as documented at the top of locks/thread/_raw_rwlock.ts).
     const v = new Int32Array(rw.buffer);
     const [STATE, SERVING, NEXT, RING, OWNERS] = [4, 5, 6, 11, 11 + 1024];
     const tickets: string[] = [];

@@ -3,7 +3,7 @@
 // errno values (ffi/linux.ts: fcntl OFD locks; ffi/darwin.ts: flock).
 
 import { cString, type Handle, type Mechanism } from "./_mechanism.ts";
-import { osError } from "../locks/errors.ts";
+import { osError } from "../errors.ts";
 
 /** One OS's calls, each returning 0 (or a descriptor) on success and -1 with errno on failure. */
 export interface UnixCalls {

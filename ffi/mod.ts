@@ -6,7 +6,7 @@ import type { Handle, Mechanism } from "./_mechanism.ts";
 import { darwinMechanism } from "./darwin.ts";
 import { linuxMechanism } from "./linux.ts";
 import { windowsMechanism } from "./windows.ts";
-import { LockError, osError } from "../locks/errors.ts";
+import { LockError, osError } from "../errors.ts";
 
 export type { Handle, Mechanism } from "./_mechanism.ts";
 

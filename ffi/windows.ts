@@ -12,7 +12,7 @@
 // inheritable (lpSecurityAttributes NULL), so child processes never hold them.
 
 import type { Handle, Mechanism } from "./_mechanism.ts";
-import { osError } from "../locks/errors.ts";
+import { osError } from "../errors.ts";
 
 /** kernel32's symbols; every call's error is read at once with `GetLastError`. */
 export const WINDOWS_SYMBOLS = {

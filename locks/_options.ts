@@ -1,7 +1,7 @@
 // Acquire options: their checks, their defaults, and the polling loops that
 // honour them where the OS offers no cancellable wait.
 
-import { badArgument } from "./errors.ts";
+import { badArgument } from "../errors.ts";
 
 /**
  * How to wait for a lock. Every time is in milliseconds.

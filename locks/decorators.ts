@@ -6,7 +6,7 @@
  * @module
  */
 
-import { badArgument } from "./errors.ts";
+import { badArgument } from "../errors.ts";
 import { type LockedWrapper, lockedWrapper } from "./guard.ts";
 import type { AcquireOptions } from "./_options.ts";
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { misuse } from "./errors.ts";
+import { misuse } from "../errors.ts";
 
 /**
  * A held lock, released by `release()` or at the end of a `using` /

@@ -60,7 +60,7 @@ mapping() {
     [ -n "$op" ] || continue
     for ln in $(grep -oE 'L[0-9]+' <<<"$op"); do
       n=$((n + 1))
-      src=$(sed -n "${ln#L}p" "$here/../locks/$file")
+      src=$(sed -n "${ln#L}p" "$here/../locks/thread/$file")
       grep -qF "${op##*: }" <<<"$src" || {
         bad=$((bad + 1)); echo "  $model.pml names ${op##*: } at $file $ln, which has: ${src## }"; }
     done

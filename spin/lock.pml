@@ -1,6 +1,6 @@
 /*
- * spin/lock.pml: the Atomics protocol of `Lock` (locks/_raw_lock.ts) and of
- * its async waits (locks/_wait.ts). NP tasks do ROUNDS acquisitions each,
+ * spin/lock.pml: the Atomics protocol of `Lock` (locks/thread/_raw_lock.ts) and of
+ * its async waits (locks/thread/_wait.ts). NP tasks do ROUNDS acquisitions each,
  * sync (Atomics.wait) or async (Atomics.waitAsync), each acquisition either
  * patient (no timeout, no signal) or able to give up (timeout, abort). With
  * SHARED=1, tasks 0 and 1 run on the same thread (one Worker, one attachment,

@@ -1,6 +1,6 @@
 /*
  * spin/rwlock.pml: the Atomics protocol of `ReaderWriterLock`
- * (locks/_raw_rwlock.ts, layout 2) and its async waits (locks/_wait.ts).
+ * (locks/thread/_raw_rwlock.ts, layout 2) and its async waits (locks/thread/_wait.ts).
  * NW writer tasks and NR reader tasks, each on its own thread, do ROUNDS
  * acquisitions each, either patient (no timeout, no signal) or able to give
  * up (timeout, abort). Sync and async waits share one path: with notify-all

@@ -3,8 +3,8 @@
 
 import assert from "node:assert/strict";
 import { locked, readLocked, tryLock, writeLocked } from "../locks/decorators.ts";
-import { Lock } from "../locks/lock.ts";
-import { ReaderWriterLock } from "../locks/reader_writer_lock.ts";
+import { Lock } from "../locks/thread/lock.ts";
+import { ReaderWriterLock } from "../locks/thread/reader_writer_lock.ts";
 import { pause } from "./workers/driver.ts";
 
 Deno.test("@locked with no argument uses this._lock and serialises calls", async () => {

@@ -2,8 +2,8 @@
 //   deno test --allow-read tests/lock_test.ts
 
 import assert from "node:assert/strict";
-import { Lock } from "../locks/lock.ts";
-import { LockError, LockTimeoutError } from "../locks/errors.ts";
+import { Lock } from "../locks/thread/lock.ts";
+import { LockError, LockTimeoutError } from "../errors.ts";
 import { Driven, pause, until } from "./workers/driver.ts";
 
 Deno.test("new Lock() starts unlocked and acquireSync()/release() toggle locked", () => {

@@ -2,9 +2,9 @@
 //   deno test --allow-read tests/reader_writer_lock_test.ts
 
 import assert from "node:assert/strict";
-import { ReaderWriterLock } from "../locks/reader_writer_lock.ts";
-import { Lock } from "../locks/lock.ts";
-import { LockError, LockTimeoutError } from "../locks/errors.ts";
+import { ReaderWriterLock } from "../locks/thread/reader_writer_lock.ts";
+import { Lock } from "../locks/thread/lock.ts";
+import { LockError, LockTimeoutError } from "../errors.ts";
 import { Driven, pause, until } from "./workers/driver.ts";
 
 /** Queued writers, read from the state word (layout 1: word 4, bits 17..30). White-box, for ordering tests. */

@@ -2,8 +2,8 @@
 // Requests: { seq, op, ...args }; replies { seq, result } or { seq, error }.
 // Events it posts by itself: { event: "waiting" | "locked" | "released" | … }.
 
-import { Lock } from "../../locks/lock.ts";
-import { ReaderWriterLock } from "../../locks/reader_writer_lock.ts";
+import { Lock } from "../../locks/thread/lock.ts";
+import { ReaderWriterLock } from "../../locks/thread/reader_writer_lock.ts";
 
 declare const self: Worker;
 

@@ -109,7 +109,7 @@
 // under a steady stream of writers, as in fasteners; writers never starve.
 
 import { attachBuffer, HEADER_WORDS, makeBuffer, nextId } from "./_layout.ts";
-import { sleep, sleepSync, type Waiting } from "./_options.ts";
+import { sleep, sleepSync, type Waiting } from "../_options.ts";
 import { type Abandonment, waitAsync } from "./_wait.ts";
 
 /** Index of the state word. */

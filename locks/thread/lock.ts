@@ -5,9 +5,9 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import { badArgument, misuse, timedOut } from "./errors.ts";
-import { type Guard, makeGuard } from "./guard.ts";
-import { type AcquireOptions, parseOptions, WAIT_FOREVER } from "./_options.ts";
+import { badArgument, misuse, timedOut } from "../../errors.ts";
+import { type Guard, makeGuard } from "../guard.ts";
+import { type AcquireOptions, parseOptions, WAIT_FOREVER } from "../_options.ts";
 import { RawLock } from "./_raw_lock.ts";
 
 /** The hold of one `withLock()` callback, seen by nested calls through AsyncLocalStorage. */

@@ -15,15 +15,15 @@
 // full, when no lock object on the path is left, or on Windows (where an open
 // handle keeps the file and its folder from being deleted).
 
-import { type Handle, mechanism, openLockFile } from "../ffi/mod.ts";
+import { type Handle, mechanism, openLockFile } from "../../ffi/mod.ts";
 
 export type { Handle };
 import { AsyncLocalStorage } from "node:async_hooks";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
-import { badArgument, misuse } from "./errors.ts";
-import type { Guard } from "./guard.ts";
-import { pollAsync, pollSync, sleep, type Waiting, waitsForever } from "./_options.ts";
+import { badArgument, misuse } from "../../errors.ts";
+import type { Guard } from "../guard.ts";
+import { pollAsync, pollSync, sleep, type Waiting, waitsForever } from "../_options.ts";
 
 /** One lock file as this isolate sees it. */
 export class LockFile {

@@ -60,7 +60,7 @@
 // terminated and after forceRelease(); see Lock.forceRelease().
 
 import { attachBuffer, HEADER_WORDS, makeBuffer, nextId } from "./_layout.ts";
-import type { Waiting } from "./_options.ts";
+import type { Waiting } from "../_options.ts";
 import { type Abandonment, waitAsync } from "./_wait.ts";
 
 /** Index of the lock word: 0 or the holder's attachment id. */

@@ -8,7 +8,7 @@
 //   SIZE     the buffer's byte length as made; never changes
 //   NEXT_ID  the last attachment id handed out; ids start at 1, 0 means "nobody"
 
-import { badArgument } from "./errors.ts";
+import { badArgument } from "../../errors.ts";
 
 /** Index of the magic number. */
 export const MAGIC = 0;

@@ -5,9 +5,9 @@
  * @module
  */
 
-import { misuse, timedOut } from "./errors.ts";
-import { type Guard, type LockedWrapper, lockedWrapper, makeGuard } from "./guard.ts";
-import { type AcquireOptions, parseOptions } from "./_options.ts";
+import { misuse, timedOut } from "../../errors.ts";
+import { type Guard, type LockedWrapper, lockedWrapper, makeGuard } from "../guard.ts";
+import { type AcquireOptions, parseOptions } from "../_options.ts";
 import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.ts";
 
 /**

@@ -6,9 +6,9 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import { badArgument, misuse, timedOut } from "./errors.ts";
-import { type Guard, makeGuard } from "./guard.ts";
-import { type AcquireOptions, parseOptions, type Waiting } from "./_options.ts";
+import { badArgument, misuse, timedOut } from "../../errors.ts";
+import { type Guard, makeGuard } from "../guard.ts";
+import { type AcquireOptions, parseOptions, type Waiting } from "../_options.ts";
 import { RawRwLock } from "./_raw_rwlock.ts";
 
 /**

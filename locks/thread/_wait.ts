@@ -12,7 +12,7 @@
 // such waits counted as async waiters, and a release that sees any async
 // waiter wakes them all.
 
-import { MAX_TIMER } from "./_options.ts";
+import { MAX_TIMER } from "../_options.ts";
 
 /** How a wait ended: woken by a notify, value already changed, or out of time. */
 export type WaitResult = "ok" | "not-equal" | "timed-out";
