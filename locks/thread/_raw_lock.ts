@@ -1,71 +1,94 @@
 // The Atomics protocol behind `Lock`: a mutex word that names its holder and a
-// waiter count in a SharedArrayBuffer, shared by every Worker that attaches to it.
+// waiter count in a SharedArrayBuffer, shared by every Worker that attaches to
+// it; and, in front of it, a queue of the async waiters of each attachment.
 //
 // words (Int32, after the header of _layout.ts):
 //   STATE      0 = free, otherwise the attachment id of the holder (ids are
-//              1..2^31-1). Only a successful CAS 0 -> id takes the lock; only
-//              release() (exchange -> 0) or forceRelease(id) (CAS id -> 0)
-//              frees it. Taking the lock and recording who took it are one
-//              atomic step, so a Worker terminated at any point either holds
-//              the lock under its own id or does not hold it.
+//              1..2^31-1). Only a CAS 0 -> id takes a free lock; only release()
+//              (exchange -> 0) or forceRelease(id) (CAS id -> 0) frees it; a
+//              direct handoff (CAS holder -> id, never through 0) passes it on.
+//              Taking the lock and recording who took it are one atomic step,
+//              so a Worker terminated at any point either holds the lock under
+//              its own id or does not hold it.
 //   WAITERS    bits 0..15: sync waiters (SYNC_ONE each), threads between "about
 //              to wait" and "done waiting" in acquireSync() (at most 65535).
-//              Bits 16..31: async waits (ASYNC_ONE each), tasks between "about
-//              to wait" and "done waiting" plus abandoned async waits still
-//              registered on STATE: at most 65535 at once.
+//              Bits 16..31: watchers (ASYNC_ONE each): attachments whose queue
+//              of async waiters has a watcher running (at most 65535 at once).
 //              Each field is never less than the number of waits of its kind
 //              registered on STATE.
 //
+// Async waiters do not wait on STATE themselves. Each attachment keeps its
+// async waiters in a FIFO queue in TypeScript (WaitQueue, _wait.ts) and runs at
+// most one "watcher" while the queue is not empty: a loop that is the
+// attachment's only Atomics.waitAsync on STATE. So a release wakes at most one
+// wait per attachment (per isolate), never one per waiter, and a waiter that
+// times out or is aborted just leaves the queue (its timer and listener
+// cleared): no engine wait is ever abandoned.
+//
 // Transitions:
-//   acquire  CAS STATE 0 -> id.
-//   wait     WAITERS += SYNC_ONE (or ASYNC_ONE); loop { CAS 0 -> id; wait on
-//            STATE while it is the value the CAS saw }; WAITERS -= the same.
-//            The waiter counts itself before its CAS, so a release either sees
-//            WAITERS > 0 and notifies, or happened before the CAS, which then
-//            succeeds (no lost wake-up).
-//   release  STATE := 0 (exchange); then, by the WAITERS it loads: async waits
-//            counted -> notify all; only sync waiters -> notify one; none -> none.
+//   acquire  CAS STATE 0 -> id (async: only when this attachment's queue is
+//            empty, so a newcomer does not pass queued waiters).
+//   wait     sync: WAITERS += SYNC_ONE; loop { CAS 0 -> id; wait on STATE while
+//            it is the value the CAS saw }; WAITERS -= SYNC_ONE.
+//            async: join the queue; if no watcher runs, start one.
+//   watch    WAITERS += ASYNC_ONE; while the queue is not empty { CAS 0 -> id:
+//            if won, serve the head (resolve its promise) and loop; else
+//            waitAsync on STATE while it is the value the CAS saw };
+//            WAITERS -= ASYNC_ONE. A watcher ends only when a wake-up finds the
+//            queue empty, so its count covers its registration in the engine.
+//            Sync waiters and watchers count themselves before their CAS, so a
+//            release either sees WAITERS > 0 and notifies, or happened before
+//            the CAS, which then succeeds (no lost wake-up).
+//   release  queue of the releasing attachment empty: STATE := 0 (exchange);
+//            then, by the WAITERS it loads: a watcher counted -> notify all;
+//            only sync waiters -> notify one; none -> none.
+//            queue not empty (direct handoff): CAS STATE holder -> id (the
+//            holder is this attachment's id but for a cross-attachment
+//            release), serve the head. Nobody is woken: the lock was never free.
+//            Only after LOCAL_BATCH handoffs in a row while WAITERS counts
+//            somebody besides this attachment's own watcher does a release
+//            free the lock (exchange -> 0, notify all) instead.
 //   force    forceRelease(id): CAS STATE id -> 0, then notify as release does.
-//   give up  (async timeout or abort) the wait left registered on STATE stays
-//            counted (WAITERS += ASYNC_ONE) until a notify reaches it. After a
-//            timeout the waiter makes one last CAS: if the lock is held, its
-//            holder's release will notify; if it is free, the waiter takes it.
-//            After an abort it cannot take the lock, so if STATE is 0 it passes
-//            the possible wake-up on with a notify.
+//   give up  (async timeout or abort) the waiter leaves the queue; nothing
+//            shared changes. The watcher ends at its next wake-up if the queue
+//            is empty by then.
 //
 // Why all async waits are woken: a wake-up given to an async wait runs only
 // when its thread's event loop does. If that thread is blocked (in a sync
 // acquire of this very lock, or anything else), a single wake-up handed to its
-// async wait would strand every other waiter, including the blocked thread's
-// own sync waiter. Sync waiters always run when woken, so one suffices when
-// they are all there is; abandoned async waits need no separate count, since
-// they are woken with the rest.
+// watcher would strand every other waiter, including the blocked thread's own
+// sync waiter. Sync waiters always run when woken, so one suffices when they
+// are all there is. With one watcher per attachment, "all" is O(isolates).
 //
-// Fairness: none, as with Python's threading.Lock and Go's sync.Mutex in normal
-// mode. A released lock goes to whichever thread's CAS lands first: a woken
-// waiter may lose it to a newcomer on the fast path and wait again. This keeps
-// the uncontended path to one CAS and lets a thread that releases and
-// re-acquires in a loop keep its cache warm; the price is that under a steady
-// stream of acquirers a waiter can be passed over repeatedly. Sync waiters are
-// woken one per release in the engine's FIFO order; async waiters all at once.
+// Fairness: none between attachments, as with Python's threading.Lock and Go's
+// sync.Mutex in normal mode; FIFO among the async waiters of one attachment. A
+// freed lock goes to whichever thread's CAS lands first (a sync waiter, a
+// watcher, a newcomer on the fast path). A release with async waiters queued
+// in its own attachment hands the lock straight to the oldest of them, which
+// costs a promise resolution instead of a wake-up through the engine; so that
+// this cannot shut out other Workers and sync waiters for ever, a release
+// frees the lock for everybody after LOCAL_BATCH handoffs in a row while
+// anybody else waits. Sync waiters are woken one per release in the engine's
+// FIFO order when no watcher runs.
 //
 // Dead Workers: a Worker terminated while holding leaves STATE = its id, which
 // forceRelease(id) clears exactly once. (Measured in Deno 2.9: terminate()
 // stops a Worker only when its event loop next turns, never inside a
-// synchronous step; the design does not depend on it.) A Worker terminated while waiting
-// leaves its WAITERS count behind (an upper bound: extra notifies, never a lost
-// one). Worker.terminate() does not interrupt Atomics.wait: a Worker blocked in
-// acquireSync() stays registered, and when woken runs on until it returns to
-// its event loop, so it may still take (and release) the lock after it was
-// terminated and after forceRelease(); see Lock.forceRelease().
+// synchronous step; the design does not depend on it.) A Worker terminated
+// while waiting leaves its WAITERS count (sync waiter or watcher) behind (an
+// upper bound: extra notifies, never a lost one). Worker.terminate() does not
+// interrupt Atomics.wait: a Worker blocked in acquireSync() stays registered,
+// and when woken runs on until it returns to its event loop, so it may still
+// take (and release) the lock after it was terminated and after
+// forceRelease(); see Lock.forceRelease().
 
 import { attachBuffer, HEADER_WORDS, makeBuffer, nextId } from "./_layout.ts";
 import type { Waiting } from "../_options.ts";
-import { type Abandonment, waitAsync } from "./_wait.ts";
+import { WaitQueue } from "./_wait.ts";
 
 /** Index of the lock word: 0 or the holder's attachment id. */
 const STATE = HEADER_WORDS;
-/** Index of the waiter counts (sync in bits 0..15, async in bits 16..31): upper bounds. */
+/** Index of the waiter counts (sync in bits 0..15, watchers in bits 16..31): upper bounds. */
 const WAITERS = HEADER_WORDS + 1;
 /** Words in a Lock buffer. */
 const WORDS = HEADER_WORDS + 2;
@@ -74,7 +97,7 @@ const WORDS = HEADER_WORDS + 2;
 const FREE = 0;
 /** WAITERS: one sync waiter. */
 const SYNC_ONE = 1;
-/** WAITERS: one async wait (live or abandoned). */
+/** WAITERS: one attachment's watcher (the one async wait of its queue). */
 const ASYNC_ONE = 1 << 16;
 
 /** "FLck": marks a Lock buffer. */
@@ -84,15 +107,26 @@ const LOCK_LAYOUT = 2;
 
 /** Load-and-CAS rounds tried before a contended acquire registers as a waiter. */
 const SPIN = 100;
+/**
+ * Direct local handoffs in a row while somebody outside this attachment waits,
+ * before a release frees the lock for all (see "Fairness").
+ */
+const LOCAL_BATCH = 32;
 
 /** Whether a WAITERS value counts any async wait. */
 const hasAsyncWaits = (w: number) => w >>> 16 !== 0;
 
 /** One attachment (one Worker's view) of a shared mutex word. */
-export class RawLock implements Abandonment {
+export class RawLock {
   readonly view: Int32Array;
   /** This attachment's holder id, unique within the buffer: the value STATE takes while it holds. */
   readonly id: number;
+  /** The async waiters of this attachment, in arrival order. */
+  readonly #queue = new WaitQueue();
+  /** Whether the watcher runs: its ASYNC_ONE is counted in WAITERS (invariant: queue not empty => true). */
+  #watching = false;
+  /** Direct handoffs since the last release that freed the lock while others waited. */
+  #handoffs = 0;
 
   constructor(buffer?: SharedArrayBuffer) {
     this.view = buffer === undefined
@@ -110,6 +144,11 @@ export class RawLock implements Abandonment {
     return Atomics.load(this.view, STATE);
   }
 
+  /** Async waiters of this attachment now queued. */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
   /** One attempt; never waits. */
   tryAcquire(): boolean {
     // Fast path: one CAS, no allocation; the CAS also records the holder.
@@ -123,15 +162,26 @@ export class RawLock implements Abandonment {
     return this.#lockContendedSync(w.timeout);
   }
 
-  /** Acquires, waiting with `Atomics.waitAsync` as `w` allows. */
+  /**
+   * Acquires, waiting in this attachment's queue as `w` allows. A newcomer
+   * does not pass waiters already queued here (FIFO per attachment).
+   */
   acquireAsync(w: Waiting): Promise<boolean> {
-    if (this.tryAcquire()) return Promise.resolve(true);
-    if (w.timeout === 0) return Promise.resolve(false);
-    return this.#lockContendedAsync(w.timeout, w.signal);
+    if (this.#queue.size === 0) {
+      if (this.tryAcquire()) return Promise.resolve(true);
+      if (w.timeout === 0) return Promise.resolve(false);
+      if (this.#spin()) return Promise.resolve(true);
+    } else if (w.timeout === 0) {
+      return Promise.resolve(this.tryAcquire());
+    }
+    const served = this.#queue.push(w.timeout, w.signal);
+    if (!this.#watching) this.#watch();
+    return served;
   }
 
   /** Releases; returns false (changing nothing) when the lock was free. */
   release(): boolean {
+    if (this.#queue.size !== 0) return this.#handOff();
     if (Atomics.exchange(this.view, STATE, FREE) === FREE) return false;
     const waiters = Atomics.load(this.view, WAITERS);
     if (waiters !== 0) this.#wake(waiters);
@@ -149,6 +199,31 @@ export class RawLock implements Abandonment {
   /** Wakes every async wait when any is counted (see "Why all async waits are woken"), else one sync waiter. */
   #wake(waiters: number): void {
     Atomics.notify(this.view, STATE, hasAsyncWaits(waiters) ? Infinity : 1);
+  }
+
+  /**
+   * Release with local waiters: the lock passes straight to the head of this
+   * attachment's queue (STATE never goes through FREE: nobody to wake), unless
+   * somebody else waits and LOCAL_BATCH handoffs went by; then it is freed for all.
+   */
+  #handOff(): boolean {
+    const view = this.view;
+    const others = Atomics.load(view, WAITERS) - ASYNC_ONE; // less this attachment's watcher
+    if (others !== 0 && ++this.#handoffs > LOCAL_BATCH) {
+      this.#handoffs = 0;
+      if (Atomics.exchange(view, STATE, FREE) === FREE) return false;
+      Atomics.notify(view, STATE, Infinity); // this watcher is counted: async waits are
+      return true;
+    }
+    for (;;) {
+      const s = Atomics.load(view, STATE);
+      if (s === FREE) return false;
+      // Held by this attachment (the usual case) or released here for another one:
+      // the holder becomes this attachment, in one step.
+      if (s === this.id || Atomics.compareExchange(view, STATE, s, this.id) === s) break;
+    }
+    this.#queue.serve();
+    return true;
   }
 
   #spin(): boolean {
@@ -177,38 +252,29 @@ export class RawLock implements Abandonment {
     }
   }
 
-  async #lockContendedAsync(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
-    if (this.#spin()) return true;
+  /**
+   * The watcher: the one async wait of this attachment on STATE. It takes the
+   * lock for the head of the queue whenever it finds it free, and ends when it
+   * finds the queue empty (only then: its wait is never abandoned).
+   */
+  async #watch(): Promise<void> {
     const view = this.view;
-    const deadline = performance.now() + timeout;
+    const queue = this.#queue;
+    this.#watching = true;
     Atomics.add(view, WAITERS, ASYNC_ONE);
     try {
-      for (;;) {
+      while (queue.size !== 0) {
         const seen = Atomics.compareExchange(view, STATE, FREE, this.id);
-        if (seen === FREE) return true;
-        const left = deadline - performance.now();
-        if (left <= 0) return false;
-        try {
-          await waitAsync(view, STATE, seen, left, signal, this);
-        } catch (reason) {
-          // Aborted: a wake-up meant for us may have been swallowed; pass it on.
-          if (Atomics.load(view, STATE) === FREE) {
-            const waiters = Atomics.load(view, WAITERS);
-            if (waiters !== 0) this.#wake(waiters);
-          }
-          throw reason;
+        if (seen === FREE) {
+          queue.serve();
+          continue;
         }
+        const wait = Atomics.waitAsync(view, STATE, seen);
+        if (wait.async) await wait.value;
       }
     } finally {
       Atomics.sub(view, WAITERS, ASYNC_ONE);
+      this.#watching = false;
     }
-  }
-
-  onAbandon(): void {
-    Atomics.add(this.view, WAITERS, ASYNC_ONE);
-  }
-
-  onAbandonedWake(): void {
-    Atomics.sub(this.view, WAITERS, ASYNC_ONE);
   }
 }

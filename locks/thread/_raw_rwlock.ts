@@ -1,8 +1,9 @@
 // The Atomics protocol behind `ReaderWriterLock`: a state word, a ticket queue
 // for writers, and records of who holds what, in a SharedArrayBuffer shared by
-// every Worker that attaches to it. Holders here are shared holds: the
-// reentrancy of a thread or of an async chain is counted by the public class
-// and never reaches shared memory.
+// every Worker that attaches to it; and, in front of it, two queues of async
+// waiters per attachment. Holders here are shared holds: the reentrancy of a
+// thread or of an async chain is counted by the public class and never
+// reaches shared memory.
 //
 // state (Int32, index STATE):
 //   bits 0..15   WRITER clear: number of read holds (READERS_MASK); at most MAX_READERS.
@@ -23,8 +24,10 @@
 //                tickets are in flight, at most RING_LIMIT.
 //   WSEQ         bumped after every change that may let a queued writer go on
 //                (SERVING moves to a live head, last reader leaves, writer leaves).
-//   R_SLEEPERS   readers between "about to wait on STATE" and "done": an upper bound.
-//   W_SLEEPERS   writers between "about to wait on WSEQ" and "done": an upper bound.
+//   R_SLEEPERS   sync readers between "about to wait on STATE" and "done", plus
+//                running reader watchers (one per attachment): an upper bound.
+//   W_SLEEPERS   sync writers between "about to wait on WSEQ" and "done", plus
+//                running writer watchers (one per attachment): an upper bound.
 //   UNUSED       (index HEADER_WORDS + 6) always 0: the write holder's id of
 //                layout 1, now in STATE; kept so the words after it stay put.
 //   RING[i]      for the ticket t of slot i (t & RING_MASK == i): live(t) =
@@ -37,6 +40,40 @@
 //   OWNERS[i]    attachment id that drew the ticket of slot i (plain store).
 //   READS[id]    read holds of attachment id (1..RECORDED_IDS), stored by that
 //                attachment only (plain store), read by forceRelease() after it died.
+//
+// Async waiters do not wait on the shared words themselves. Each attachment
+// keeps its async readers and its async writers in two FIFO queues in
+// TypeScript (WaitQueue, _wait.ts) and runs at most one watcher per non-empty
+// queue: the reader watcher waits on STATE, the writer watcher on WSEQ, each
+// the attachment's only Atomics.waitAsync on its word. A notify thus wakes one
+// wait per attachment (per isolate) and kind, never one per waiter.
+//   async read   if this attachment's reader queue is empty, try as "read"
+//                does; else (or if that fails) join the queue. The reader
+//                watcher (R_SLEEPERS += 1 while it runs) loops { load s; if
+//                readable, admit; else wait on STATE while s } until the queue
+//                is empty. admit = { CAS STATE s -> s + n; READS[id] += n } for
+//                the n queued readers the lock has room for, then resolves
+//                them all: readers of an isolate get in together.
+//   async write  if this attachment's writer queue is empty, try as "write"
+//                does; else (or if that fails) join the queue, drawing a ticket
+//                ("queue" below) at once if the ring has room, else later, in
+//                queue order, as room appears (top-up). The writer watcher
+//                (W_SLEEPERS += 1 while it runs) loops { seq = WSEQ; top up; if
+//                the head's ticket may take the lock, take it as "queue" does
+//                and serve the head; else wait on WSEQ while seq } until the
+//                queue is empty.
+//   handoff      unwrite by an attachment whose queue head holds the ticket at
+//                SERVING: CAS STATE s -> s - tag + tag(t) - one queued writer
+//                (WRITER stays set), pass the head on, serve its waiter. The
+//                lock is never free, nobody is woken; FIFO holds, since t is
+//                the shared head. Otherwise unwrite (and downgrade) as below,
+//                then admit this attachment's queued readers at once, and an
+//                unread tries to take the lock for its writer queue's head.
+//   give up      (async timeout or abort) the waiter leaves its queue; a writer
+//                with a ticket cancels it ("cancel" below).
+// A watcher ends only when a wake-up finds its queue empty, so its count
+// covers its registration in the engine; every notify is notify-all, so no
+// registration can swallow one.
 //
 // Transitions (steps grouped in braces run as straight-line code, with no
 // call or loop between them; see "Dead Workers" below):
@@ -101,7 +138,9 @@
 // Worker.terminate() does not interrupt Atomics.wait either: a Worker blocked
 // in a sync wait runs on when woken (see ReaderWriterLock.forceRelease()).
 //
-// Fairness: writers first, then FIFO among writers. Once a writer queues, new
+// Fairness: writers first, then FIFO among writers (strict across Workers
+// while fewer than RING_LIMIT tickets are in flight; beyond that, queued async
+// writers draw their tickets in queue order as room appears). Once a writer queues, new
 // readers wait behind it (readers already in keep their hold, and a thread's
 // or chain's reentrant reads are never refused); the lock goes to queued
 // writers strictly in ticket order across all Workers, and readers are let in
@@ -109,8 +148,8 @@
 // under a steady stream of writers, as in fasteners; writers never starve.
 
 import { attachBuffer, HEADER_WORDS, makeBuffer, nextId } from "./_layout.ts";
-import { sleep, sleepSync, type Waiting } from "../_options.ts";
-import { type Abandonment, waitAsync } from "./_wait.ts";
+import { sleepSync, type Waiting } from "../_options.ts";
+import { type Waiter, WaitQueue } from "./_wait.ts";
 
 /** Index of the state word. */
 const STATE = HEADER_WORDS;
@@ -184,9 +223,6 @@ const LIVE_BIT = 1 << 30;
 /** The value of ticket t's ring slot while t is live. */
 const live = (t: number) => t ^ LIVE_BIT;
 
-/** Notifies of the RW protocol go to every sleeper: abandoned async waits cannot swallow them. */
-const NO_ACCOUNTING: Abandonment = { onAbandon() {}, onAbandonedWake() {} };
-
 /** One attachment (one Worker's view) of a shared reader-writer lock. */
 export class RawRwLock {
   readonly view: Int32Array;
@@ -199,6 +235,16 @@ export class RawRwLock {
   readonly #fastTag: number;
   /** The tag of the write hold this attachment has now (meaningful only while it has one). */
   #writeTag = 0;
+  /** Async readers of this attachment waiting, in arrival order. */
+  readonly #readers = new WaitQueue();
+  /** Async writers of this attachment waiting, in arrival order; those with a ticket come first. */
+  readonly #writers = new WaitQueue((w) => this.#writerGaveUp(w));
+  /** The first queued async writer without a ticket (the ring was full when it came). */
+  #unticketed: Waiter | undefined = undefined;
+  /** Whether the reader watcher runs (counted once in R_SLEEPERS). */
+  #readWatching = false;
+  /** Whether the writer watcher runs (counted once in W_SLEEPERS). */
+  #writeWatching = false;
 
   constructor(buffer?: SharedArrayBuffer) {
     if (buffer === undefined) {
@@ -245,10 +291,18 @@ export class RawRwLock {
     return this.#readContendedSync(w.timeout);
   }
 
+  /** Takes a read hold, waiting in this attachment's reader queue (FIFO) as `w` allows. */
   readAsync(w: Waiting): Promise<boolean> {
-    if (this.tryRead()) return Promise.resolve(true);
-    if (w.timeout === 0) return Promise.resolve(false);
-    return this.#readContendedAsync(w.timeout, w.signal);
+    if (this.#readers.size === 0) {
+      if (this.tryRead()) return Promise.resolve(true);
+      if (w.timeout === 0) return Promise.resolve(false);
+      if (this.#spinRead()) return Promise.resolve(true);
+    } else if (w.timeout === 0) {
+      return Promise.resolve(this.tryRead());
+    }
+    const served = this.#readers.push(w.timeout, w.signal);
+    if (!this.#readWatching) this.#watchReaders();
+    return served;
   }
 
   releaseRead(): void {
@@ -257,6 +311,7 @@ export class RawRwLock {
     const reads = --this.#reads;
     if (this.#recorded) view[READS + this.id] = reads;
     this.#afterUnread(Atomics.sub(view, STATE, 1), 1);
+    if (this.#writers.size !== 0) this.#serveWriters();
   }
 
   /** Wakes whoever `n` read holds leaving (STATE was `prev`) may let in. */
@@ -293,24 +348,50 @@ export class RawRwLock {
     }
   }
 
-  async #readContendedAsync(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
-    if (this.#spinRead()) return true;
+  /**
+   * Lets in every queued async reader of this attachment that the lock has
+   * room for, with one CAS (a writer leaving lets them in together).
+   */
+  #admitReaders(): boolean {
     const view = this.view;
-    const deadline = performance.now() + timeout;
+    const queue = this.#readers;
+    for (;;) {
+      const s = Atomics.load(view, STATE);
+      if (!isReadLockable(s)) return false;
+      const n = Math.min(queue.size, MAX_READERS - readers(s));
+      // The CAS and its record run with no call between them (see "Dead Workers").
+      if (Atomics.compareExchange(view, STATE, s, s + n) === s) {
+        const reads = this.#reads += n;
+        if (this.#recorded) view[READS + this.id] = reads;
+        for (let i = 0; i < n; i++) queue.serve();
+        return true;
+      }
+    }
+  }
+
+  /**
+   * The reader watcher: the one async wait of this attachment on STATE for its
+   * readers. Lets them in whenever the lock is readable; ends when it finds
+   * the reader queue empty.
+   */
+  async #watchReaders(): Promise<void> {
+    const view = this.view;
+    const queue = this.#readers;
+    this.#readWatching = true;
     Atomics.add(view, R_SLEEPERS, 1);
     try {
-      for (;;) {
+      while (queue.size !== 0) {
         const s = Atomics.load(view, STATE);
         if (isReadLockable(s)) {
-          if (this.tryRead()) return true;
+          this.#admitReaders();
           continue;
         }
-        const left = deadline - performance.now();
-        if (left <= 0) return false;
-        await waitAsync(view, STATE, s, left, signal, NO_ACCOUNTING);
+        const wait = Atomics.waitAsync(view, STATE, s);
+        if (wait.async) await wait.value;
       }
     } finally {
       Atomics.sub(view, R_SLEEPERS, 1);
+      this.#readWatching = false;
     }
   }
 
@@ -337,14 +418,51 @@ export class RawRwLock {
     return this.#writeContendedSync(w.timeout);
   }
 
+  /**
+   * Takes the write hold, waiting in this attachment's writer queue as `w`
+   * allows. Each queued writer draws its ticket as it comes (while the ring
+   * has room), so writers keep their order across Workers.
+   */
   writeAsync(w: Waiting): Promise<boolean> {
-    if (this.tryWrite()) return Promise.resolve(true);
-    if (w.timeout === 0) return Promise.resolve(false);
-    return this.#writeContendedAsync(w.timeout, w.signal);
+    if (this.#writers.size === 0) {
+      if (this.tryWrite()) return Promise.resolve(true);
+      if (w.timeout === 0) return Promise.resolve(false);
+      if (this.#spinWrite()) return Promise.resolve(true);
+    } else if (w.timeout === 0) {
+      return Promise.resolve(this.tryWrite());
+    }
+    const served = this.#writers.push(w.timeout, w.signal);
+    if (this.#unticketed === undefined) {
+      const waiter = this.#writers.last!;
+      if (this.#ringHasRoom()) this.#ticket(waiter);
+      else this.#unticketed = waiter;
+    }
+    if (!this.#writeWatching) this.#watchWriters();
+    return served;
   }
 
   releaseWrite(): void {
-    this.#afterUnwrite(Atomics.sub(this.view, STATE, WRITER + this.#writeTag));
+    const view = this.view;
+    const head = this.#writers.first;
+    if (head !== undefined && head.hasTicket && Atomics.load(view, SERVING) === head.ticket) {
+      // Direct handoff: the head of this attachment's queue is the head of the
+      // shared queue. The write hold passes to it in one CAS (the tag changes,
+      // one queued writer fewer) without the lock ever being free.
+      const t = head.ticket;
+      const tag = TICKET_TAG | (t & RING_MASK);
+      const change = tag - this.#writeTag - QUEUED_ONE;
+      for (;;) {
+        const s = Atomics.load(view, STATE);
+        if (Atomics.compareExchange(view, STATE, s, s + change) === s) break;
+      }
+      this.#writeTag = tag;
+      this.#passHead(t);
+      this.#writers.serve();
+      this.#topUp();
+      return;
+    }
+    this.#afterUnwrite(Atomics.sub(view, STATE, WRITER + this.#writeTag));
+    if (this.#readers.size !== 0) this.#admitReaders();
   }
 
   /** Wakes whoever a write hold leaving (STATE was `prev`) may let in. */
@@ -361,6 +479,7 @@ export class RawRwLock {
     const reads = ++this.#reads;
     if (this.#recorded) view[READS + this.id] = reads;
     if (!hasQueuedWriters(prev)) this.#readerEvent();
+    if (this.#readers.size !== 0) this.#admitReaders();
   }
 
   #writerEvent(): void {
@@ -460,34 +579,58 @@ export class RawRwLock {
     }
   }
 
-  async #writeContendedAsync(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
-    if (this.#spinWrite()) return true;
-    const view = this.view;
-    const deadline = performance.now() + timeout;
-    while (!this.#ringHasRoom()) {
-      if (performance.now() >= deadline) return false;
-      await sleep(1, signal);
+  /** Draws a ticket for a queued async writer of this attachment. */
+  #ticket(waiter: Waiter): void {
+    waiter.ticket = this.#enqueue();
+    waiter.hasTicket = true;
+  }
+
+  /** Draws tickets for queued writers that have none, in queue order, while the ring has room. */
+  #topUp(): void {
+    let waiter = this.#unticketed;
+    while (waiter !== undefined && this.#ringHasRoom()) {
+      this.#ticket(waiter);
+      waiter = waiter.next;
     }
-    const t = this.#enqueue();
+    this.#unticketed = waiter;
+  }
+
+  /** A queued async writer timed out or was aborted: withdraw its ticket. */
+  #writerGaveUp(waiter: Waiter): void {
+    if (waiter === this.#unticketed) this.#unticketed = waiter.next;
+    if (waiter.hasTicket) this.cancel(waiter.ticket);
+  }
+
+  /** Gives the lock to the head of this attachment's writer queue if its ticket may take it. */
+  #serveWriters(): boolean {
+    const head = this.#writers.first!;
+    if (!head.hasTicket || !this.#tryTakeAsHead(head.ticket)) return false;
+    this.#writers.serve();
+    this.#topUp();
+    return true;
+  }
+
+  /**
+   * The writer watcher: the one async wait of this attachment on WSEQ. Takes
+   * the lock for the head of the writer queue when its ticket comes up and
+   * the lock is free; ends when it finds the writer queue empty.
+   */
+  async #watchWriters(): Promise<void> {
+    const view = this.view;
+    const queue = this.#writers;
+    this.#writeWatching = true;
     Atomics.add(view, W_SLEEPERS, 1);
     try {
-      for (;;) {
+      while (queue.size !== 0) {
         const seq = Atomics.load(view, WSEQ);
-        if (this.#tryTakeAsHead(t)) return true;
-        const left = deadline - performance.now();
-        if (left <= 0) {
-          this.cancel(t);
-          return false;
-        }
-        try {
-          await waitAsync(view, WSEQ, seq, left, signal, NO_ACCOUNTING);
-        } catch (reason) {
-          this.cancel(t);
-          throw reason;
-        }
+        this.#topUp();
+        if (this.#serveWriters()) continue;
+        const wait = Atomics.waitAsync(view, WSEQ, seq);
+        if (wait.async) await wait.value;
       }
     } finally {
       Atomics.sub(view, W_SLEEPERS, 1);
+      this.#writeWatching = false;
     }
   }
 

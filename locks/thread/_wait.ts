@@ -1,16 +1,23 @@
 // Waiting on a shared Int32 word without blocking the event loop.
 //
-// Two facts about Deno shape this file. A pending `Atomics.waitAsync` does not
-// keep the event loop alive, so every wait with a timeout or signal owns a
-// timer (waits without either share one keep-alive timer); and that timer is
-// what ends the wait on time (the wait itself has no timeout), so no separate
-// keep-alive timer can race the wait's own timeout. The price: a wait that ends
-// by its timer or by an abort stays registered in the engine's waiter list
-// until some notify reaches it. Such an "abandoned" wait may swallow a notify
-// meant for a live waiter, so the caller is told when one is left behind
-// (`onAbandon`) and when it is finally woken (`onAbandonedWake`): Lock keeps
-// such waits counted as async waiters, and a release that sees any async
-// waiter wakes them all.
+// Two tools. `WaitQueue` is what Lock and ReaderWriterLock use: the async
+// waiters of one attachment wait in a FIFO queue in TypeScript, and the lock
+// runs one watcher (a loop around `Atomics.waitAsync`) per queue, which serves
+// the head when the lock lets it in (see the headers of _raw_lock.ts and
+// _raw_rwlock.ts). A waiter that gives up (timeout, abort) just leaves the
+// queue: no wait is left registered in the engine on its behalf, and serving,
+// queueing and giving up cost O(1) whatever the queue's length.
+//
+// `waitAsync` (one engine wait per caller, with its own timer) is the older
+// tool, kept for primitives that wait on a word directly. Two facts about Deno
+// shape both. A pending `Atomics.waitAsync` does not keep the event loop alive,
+// so every wait with a timeout owns a timer (waits without one share one
+// keep-alive timer); and that timer is what ends the wait on time (the engine
+// wait itself has no timeout). For `waitAsync`, the price is that a wait that
+// ends by its timer or by an abort stays registered in the engine's waiter
+// list until some notify reaches it. Such an "abandoned" wait may swallow a
+// notify meant for a live waiter, so the caller is told when one is left
+// behind (`onAbandon`) and when it is finally woken (`onAbandonedWake`).
 
 import { MAX_TIMER } from "../_options.ts";
 
@@ -76,6 +83,118 @@ export function waitAsync(
       resolve(result);
     });
   });
+}
+
+/**
+ * One queued async acquisition: a node of a {@linkcode WaitQueue}. `ticket` and
+ * `hasTicket` belong to the queue's owner (ReaderWriterLock: the writer ticket
+ * drawn for this waiter).
+ */
+export class Waiter {
+  prev: Waiter | undefined = undefined;
+  next: Waiter | undefined = undefined;
+  /** Whether the waiter is still in its queue (neither served nor given up). */
+  queued = true;
+  ticket = 0;
+  hasTicket = false;
+  /** Whether it holds a reference on the shared keep-alive timer. */
+  patient = false;
+  resolve: (ok: boolean) => void = noop;
+  reject: (reason: unknown) => void = noop;
+  timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  signal: AbortSignal | undefined = undefined;
+  onAbort: (() => void) | undefined = undefined;
+}
+
+const noop = () => {};
+
+/**
+ * The async waiters of one attachment, in arrival order (a doubly linked list:
+ * push, serve and give-up are O(1)). Only the waiter at the head is served;
+ * one that gives up (timeout, abort) leaves at once, clears its timer and
+ * listener, and calls `onGiveUp` before its promise settles, so nothing of it
+ * stays behind in the queue or the event loop.
+ *
+ * A pending `Atomics.waitAsync` does not keep the event loop alive: a waiter
+ * with a timeout owns a timer (which also ends it on time); the others hold a
+ * reference on one shared keep-alive timer while they are queued.
+ */
+export class WaitQueue {
+  first: Waiter | undefined = undefined;
+  last: Waiter | undefined = undefined;
+  /** Waiters queued now. */
+  size = 0;
+  readonly #onGiveUp: (w: Waiter) => void;
+
+  constructor(onGiveUp: (w: Waiter) => void = noop) {
+    this.#onGiveUp = onGiveUp;
+  }
+
+  /** Queues a waiter at the tail; resolves `true` when served, `false` at the timeout. */
+  push(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
+    const w = new Waiter();
+    const promise = new Promise<boolean>((resolve, reject) => {
+      w.resolve = resolve;
+      w.reject = reject;
+    });
+    const last = this.last;
+    w.prev = last;
+    if (last === undefined) this.first = w;
+    else last.next = w;
+    this.last = w;
+    this.size++;
+    if (timeout === Infinity) {
+      w.patient = true;
+      keepAlive(1);
+    } else {
+      this.#arm(w, performance.now() + timeout);
+    }
+    if (signal !== undefined) {
+      w.signal = signal;
+      w.onAbort = () => this.#giveUp(w, true);
+      signal.addEventListener("abort", w.onAbort, { once: true });
+    }
+    return promise;
+  }
+
+  /** Takes the head waiter out of the queue and resolves it with `true` (the caller got it the lock). */
+  serve(): Waiter {
+    const w = this.first!;
+    this.#unlink(w);
+    w.resolve(true);
+    return w;
+  }
+
+  #arm(w: Waiter, deadline: number): void {
+    const left = deadline - performance.now();
+    w.timer = setTimeout(() => {
+      // setTimeout cannot wait longer than MAX_TIMER: wait again for the rest.
+      if (deadline - performance.now() > 0 && left > MAX_TIMER) this.#arm(w, deadline);
+      else this.#giveUp(w, false);
+    }, Math.min(Math.max(left, 0), MAX_TIMER));
+  }
+
+  #giveUp(w: Waiter, aborted: boolean): void {
+    if (!w.queued) return;
+    this.#unlink(w);
+    this.#onGiveUp(w);
+    if (aborted) w.reject(w.signal!.reason);
+    else w.resolve(false);
+  }
+
+  /** Takes `w` out of the list (its own `next` stays readable) and clears its timer and listener. */
+  #unlink(w: Waiter): void {
+    w.queued = false;
+    const { prev, next } = w;
+    if (prev === undefined) this.first = next;
+    else prev.next = next;
+    if (next === undefined) this.last = prev;
+    else next.prev = prev;
+    this.size--;
+    if (w.timer !== undefined) clearTimeout(w.timer);
+    if (w.onAbort !== undefined) w.signal!.removeEventListener("abort", w.onAbort);
+    if (w.patient) keepAlive(-1);
+  }
 }
 
 /** Pending waits that have no timer of their own. */
