@@ -263,6 +263,11 @@ export class RawRwLock {
     return isWriteLocked(s) ? "w" : readers(s) !== 0 ? "r" : null;
   }
 
+  /** Async writers of this attachment now queued (a sync wait of its thread would wait for them). */
+  get queuedWriters(): number {
+    return this.#writers.size;
+  }
+
   get hasPendingWriters(): boolean {
     return hasQueuedWriters(Atomics.load(this.view, STATE));
   }
@@ -463,6 +468,16 @@ export class RawRwLock {
     }
     this.#afterUnwrite(Atomics.sub(view, STATE, WRITER + this.#writeTag));
     if (this.#readers.size !== 0) this.#admitReaders();
+    if (this.#writeWatching && this.#writers.size === 0) this.#endWriterWatch();
+  }
+
+  /**
+   * The writer queue ran empty while the watcher waits on WSEQ (its waiters
+   * were served by handoffs, or gave up): wake it so that it ends and its
+   * W_SLEEPERS count goes (other sleepers on WSEQ look again and wait on).
+   */
+  #endWriterWatch(): void {
+    Atomics.notify(this.view, WSEQ);
   }
 
   /** Wakes whoever a write hold leaving (STATE was `prev`) may let in. */
@@ -599,6 +614,7 @@ export class RawRwLock {
   #writerGaveUp(waiter: Waiter): void {
     if (waiter === this.#unticketed) this.#unticketed = waiter.next;
     if (waiter.hasTicket) this.cancel(waiter.ticket);
+    if (this.#writers.size === 0) this.#endWriterWatch();
   }
 
   /** Gives the lock to the head of this attachment's writer queue if its ticket may take it. */

@@ -54,8 +54,10 @@ let attaching: SharedArrayBuffer | undefined;
  *   callback of `withReadLock()`/`withWriteLock()`, the same async chain is
  *   one holder, reentrant as a thread is (tracked with `AsyncLocalStorage`).
  * - No silent self-deadlock: a blocking sync acquire that only this thread's
- *   own async holders could let through throws a `LockError` instead of
- *   freezing the Worker.
+ *   own async holders could let through, or that would wait behind this
+ *   attachment's own queued async writers (FIFO and writer preference put
+ *   them first, and they cannot run while the thread is blocked), throws a
+ *   `LockError` instead of freezing the Worker.
  * - Only a holder releases its hold. `release…()` releases, in this order,
  *   the hold of the enclosing `with…` callback, the thread's sync hold, then
  *   one bare async acquisition of this attachment; guards release exactly
@@ -716,8 +718,9 @@ export class ReaderWriterLock {
   #deadlock(what: string): never {
     throw misuse(
       this.#name,
-      `${what} would wait for this thread's own async holders to release: ` +
-        "it would deadlock the thread (use the async method, or release first)",
+      `${what} would wait for this thread's own async holders to release, or for its own ` +
+        "queued async writers to pass: it would deadlock the thread (use the async method, " +
+        "or release first)",
     );
   }
 
@@ -733,7 +736,9 @@ export class ReaderWriterLock {
   }
 
   #readSyncWait(w: Waiting): boolean {
-    if (this.#asyncHolding !== 0) this.#deadlock("acquireReadLockSync()");
+    if (this.#asyncHolding !== 0 || this.#raw.queuedWriters !== 0) {
+      this.#deadlock("acquireReadLockSync()");
+    }
     return this.#raw.readSync(w);
   }
 
@@ -754,7 +759,9 @@ export class ReaderWriterLock {
   }
 
   #writeSyncWait(w: Waiting): boolean {
-    if (this.#asyncHolding !== 0) this.#deadlock("acquireWriteLockSync()");
+    if (this.#asyncHolding !== 0 || this.#raw.queuedWriters !== 0) {
+      this.#deadlock("acquireWriteLockSync()");
+    }
     return this.#raw.writeSync(w);
   }
 
