@@ -21,6 +21,7 @@ import { type Figure, format } from "./_report.ts";
 import { renderSvg } from "./_svg.ts";
 import { type Party, spawnParty, summarize } from "./_parties.ts";
 import { workerFigures } from "./_workers.ts";
+import { WAITER_COUNTS, waitersThreadFigures } from "./_waiters_thread.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -365,6 +366,7 @@ if (python) {
 // --- 5. Workers -------------------------------------------------------------------
 
 const workers = await workerFigures(add, skip);
+const waiters = await waitersThreadFigures(add, skip);
 
 // --- report -------------------------------------------------------------------------
 
@@ -484,6 +486,30 @@ for (const mode of ["sync", "async"]) {
       }` +
         ` = ${(w.p99 / w.holdNs).toFixed(2)}×`,
     met: w === undefined ? undefined : w.p99 <= 2 * w.holdNs,
+  });
+}
+
+// Many async waiters on a thread lock (bench/_waiters_thread.ts, issue 13).
+for (const name of ["Lock", "ReaderWriterLock writers"]) {
+  for (const n of WAITER_COUNTS) {
+    const ours = waiters.get(`${name} ${n} waiters`),
+      base = waiters.get(`async-mutex ${n} waiters`);
+    targets.push({
+      target: `${name}, ${n} async waiters: per handoff ≤ 2 × async-mutex's`,
+      measured: ours === undefined || base === undefined
+        ? "not measured (see skips)"
+        : `${format(ours, "ns")} / ${format(base, "ns")} = ${(ours / base).toFixed(2)}×`,
+      met: ours === undefined || base === undefined ? undefined : ours <= 2 * base,
+    });
+  }
+  const small = waiters.get(`${name} ${WAITER_COUNTS[0]} waiters`);
+  const large = waiters.get(`${name} ${WAITER_COUNTS[WAITER_COUNTS.length - 1]} waiters`);
+  targets.push({
+    target: `${name}: per handoff at 10,000 async waiters ≤ 3 × at 10 (linear total time)`,
+    measured: small === undefined || large === undefined
+      ? "not measured"
+      : `${format(large, "ns")} / ${format(small, "ns")} = ${(large / small).toFixed(2)}×`,
+    met: small === undefined || large === undefined ? undefined : large <= 3 * small,
   });
 }
 

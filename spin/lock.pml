@@ -1,16 +1,19 @@
 /*
- * spin/lock.pml: the Atomics protocol of `Lock` (locks/thread/_raw_lock.ts) and of
- * its async waits (locks/thread/_wait.ts). NP tasks do ROUNDS acquisitions each,
- * sync (Atomics.wait) or async (Atomics.waitAsync), each acquisition either
- * patient (no timeout, no signal) or able to give up (timeout, abort). With
- * SHARED=1, tasks 0 and 1 run on the same thread (one Worker, one attachment,
- * one id, one event loop), task 2 on another.
+ * spin/lock.pml: the Atomics protocol of `Lock` (locks/thread/_raw_lock.ts) with
+ * its queue of async waiters per attachment and the one watcher that waits on
+ * STATE for that queue. NP tasks do ROUNDS acquisitions each, sync
+ * (Atomics.wait) or async (queued, served by the watcher or by a direct
+ * handoff), each acquisition either patient (no timeout, no signal) or able
+ * to give up (timeout, abort). With SHARED=1, tasks 0 and 1 run on the same
+ * thread (one Worker, one attachment, one id, one event loop, one queue, one
+ * watcher), task 2 on another.
  *
  * Convention: every step that touches a shared word is ONE Promela statement
  * or d_step and maps to ONE Atomics operation, named in the comment beside it
  * with its file, function and line. Ghost variables (holders, sleeping,
- * patient, busy, done) are updated inside those same steps; steps on locals
- * only are the JavaScript between two Atomics operations.
+ * queued, served, patient, done) are updated inside those same steps; steps on
+ * locals and on the attachment's own queue (plain JavaScript, one thread) are
+ * the code between two Atomics operations.
  *
  * The engine (ECMA-262 WaiterList of the STATE word):
  *   - wait/waitAsync: in one atomic step, compare the word with the expected
@@ -18,26 +21,28 @@
  *   - notify(n): in one atomic step, remove up to n entries from the head of q
  *     and wake them (n = ALL for Infinity);
  *   - a sync wait that times out removes itself (ECMA-262 DoWait);
- *   - an async wait here has no engine timeout (_wait.ts: its timer or the
- *     abort signal ends it), so a given-up wait stays in q, "abandoned", until
- *     a notify reaches it; that notify then queues onAbandonedWake() on the
- *     waiter's event loop (process EventLoop);
- *   - a thread runs one thing at a time: a task's continuation after an await,
- *     and an onAbandonedWake() call, run only while its thread is not busy
- *     (busy[th]: running synchronous protocol code or blocked in Atomics.wait).
+ *   - the watcher's waitAsync has no timeout and is never given up: it ends
+ *     only when a notify reaches it, and its continuation then runs on its
+ *     thread's event loop;
+ *   - a thread runs one thing at a time: a task's continuation after an
+ *     await, a waiter's timer or abort, and the watcher's continuation run
+ *     only while the thread is not busy (busy[th]: running synchronous code
+ *     or blocked in Atomics.wait).
  *
  * Abstractions (see spin/README.md):
- *   - forceRelease() and Worker termination are left out; so are the header.
+ *   - forceRelease() and Worker termination are left out; so is the header.
  *   - acquireSync/acquireAsync's first tryAcquire plus #spin (100 rounds of
  *     load + CAS) are collapsed into ONE tryAcquire CAS: a failing round
  *     writes nothing, so any run with k failing rounds then a success is the
- *     run where the single CAS is scheduled at that success, and a run where
- *     all fail equals one failing CAS followed by the same steps.
+ *     run where the single CAS is scheduled at that success.
  *   - Timeouts are a nondeterministic "deadline passed" (only for an
  *     impatient acquisition); performance.now() is not modelled.
+ *   - LOCAL_BATCH: a release with local waiters while others wait may free
+ *     the lock or hand it on, chosen nondeterministically (the code frees it
+ *     after 32 handoffs in a row: a subset of these runs).
  *   - A sync acquire does not start while a task of its own thread holds the
- *     lock: Lock is not reentrant, and that self-deadlock is the documented
- *     contract (lock.ts), not a lost wake-up.
+ *     lock or has been served it: Lock is not reentrant, and that
+ *     self-deadlock is the documented contract (lock.ts), not a lost wake-up.
  */
 
 #ifndef NP
@@ -55,35 +60,48 @@
 #define ALL 255                  /* notify count +Infinity */
 
 #define FREE 0
-#define SYNC_ONE 1               /* _raw_lock.ts L86 */
-#define ASYNC_ONE 65536          /* _raw_lock.ts L88: 1 << 16 */
-#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L97 */
+#define SYNC_ONE 1               /* _raw_lock.ts L99 */
+#define ASYNC_ONE 65536          /* _raw_lock.ts L101: 1 << 16 */
+#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L121 */
 
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
- *   MUT_NOTIFY_ONE   #wake always notifies 1 (the layout-1 code's one-per-release)
- *   MUT_LOAD_FIRST   release() reads WAITERS before its exchange frees STATE
- *   MUT_NO_PASS_ON   an aborted async wait does not pass a wake-up on */
+ *   MUT_NOTIFY_ONE      #wake always notifies 1 (the layout-1 code's one-per-release)
+ *   MUT_LOAD_FIRST      release() reads WAITERS before its exchange frees STATE
+ *   MUT_UNCOUNTED_WATCH the watcher does not count itself in WAITERS */
 #ifdef MUT_NOTIFY_ONE
 #define WAKE_COUNT(w) 1
 #else
 #define WAKE_COUNT(w) (HAS_ASYNC(w) -> ALL : 1)
 #endif
+#ifdef MUT_UNCOUNTED_WATCH
+#define WATCH_ONE 0
+#else
+#define WATCH_ONE ASYNC_ONE
+#endif
 
-/* ---- shared words (_raw_lock.ts L76-79) ---- */
+/* ---- shared words (_raw_lock.ts L92-96) ---- */
 byte STATE = FREE;       /* 0 or the holder's attachment id: TH(p) + 1 */
-int WAITERS = 0;         /* sync count in bits 0..15, async in bits 16..31 */
+int WAITERS = 0;         /* sync count in bits 0..15, watchers in bits 16..31 */
 
 /* ---- the engine's waiter list for STATE ---- */
-byte q[QMAX];      /* p+1: live wait of task p; p+1+NP: abandoned async wait of p */
+byte q[QMAX];      /* p+1: sync wait of task p; NP+1+th: the watcher of thread th */
 byte qlen = 0;
-bool woken[NP];    /* a notify removed p's live wait: p's wait returns "ok" */
-byte cb[NP];       /* onAbandonedWake() calls queued for p's thread */
+bool woken[NP];    /* a notify removed p's sync wait: it returns "ok" */
+bool wwoken[NT];   /* a notify removed th's watcher wait: its continuation is queued */
 bool busy[NT];     /* thread runs synchronous code or sits in Atomics.wait */
 
+/* ---- each attachment's queue of async waiters (plain JavaScript) ---- */
+byte lq[NT * NP];  /* lq[th * NP + k]: task ids, FIFO */
+byte lqlen[NT];
+bool watching[NT]; /* the watcher runs (#watching) */
+bool wgo[NT];      /* the watcher is started, and holds its thread's turn */
+
 /* ---- ghosts ---- */
-byte holders = 0;  /* tasks between a successful CAS and their release's exchange */
+byte holders = 0;  /* tasks served or past a successful CAS, until their release */
 byte holder = 0;   /* task + 1 of the holder */
-bool sleeping[NP]; /* p has a live (not given-up) registration in q */
+bool sleeping[NP]; /* p has a sync wait registered in q */
+bool queued[NP];   /* p waits in its attachment's queue */
+bool served[NP];   /* p was served the lock; its continuation has not run yet */
 bool patient[NP];  /* p's current acquisition has no timeout and no signal */
 byte done = 0;     /* tasks that finished all their rounds */
 
@@ -103,7 +121,7 @@ inline notify_n(n) {
      qlen--;
      q[qlen] = 0;
      if
-     :: e > NP -> cb[e - NP - 1]++
+     :: e > NP -> wwoken[e - NP - 1] = true
      :: else -> woken[e - 1] = true; sleeping[e - 1] = false
      fi;
      if
@@ -113,19 +131,6 @@ inline notify_n(n) {
   :: else -> break
   od;
   k = 0; i = 0; e = 0
-}
-
-/* Atomics.wait/waitAsync(view, STATE, seen): compare and register, atomically. */
-inline register(p, seen, reg) {
-  if
-  :: STATE == seen ->
-     assert(qlen < QMAX);
-     q[qlen] = p + 1;
-     qlen++;
-     sleeping[p] = true;
-     reg = true
-  :: else -> reg = false
-  fi
 }
 
 /* ECMA-262 DoWait, sync timeout: the waiter removes its own entry. */
@@ -145,24 +150,47 @@ inline deregister(p) {
   i = 0
 }
 
-/* _wait.ts giveUp: the engine entry stays, but nobody waits on it any more. */
-inline abandon(p) {
+/* WaitQueue.serve(): the head of th's queue is resolved with the lock (holder ghosts move). */
+inline serve(th) {
+  e = lq[th * NP];
   i = 0;
   do
-  :: q[i] == p + 1 -> q[i] = p + 1 + NP; break
+  :: i + 1 < lqlen[th] -> lq[th * NP + i] = lq[th * NP + i + 1]; i++
+  :: else -> break
+  od;
+  lqlen[th]--;
+  lq[th * NP + lqlen[th]] = 0;
+  queued[e] = false;
+  served[e] = true;
+  holders++;
+  holder = e + 1;
+  i = 0; e = 0
+}
+
+/* A waiter's timer or abort: it leaves its queue (WaitQueue #giveUp). */
+inline leave_queue(p) {
+  i = 0;
+  do
+  :: lq[TH(p) * NP + i] == p -> break
   :: else -> i++
   od;
-  sleeping[p] = false;
+  do
+  :: i + 1 < lqlen[TH(p)] -> lq[TH(p) * NP + i] = lq[TH(p) * NP + i + 1]; i++
+  :: else -> break
+  od;
+  lqlen[TH(p)]--;
+  lq[TH(p) * NP + lqlen[TH(p)]] = 0;
+  queued[p] = false;
   i = 0
 }
 
-/* Whether a task of p's thread holds the lock (ids are per thread). */
+/* Whether a task of p's thread holds the lock or was served it (ids are per thread). */
 #define OWN_THREAD_HOLDS(p) (STATE == TH(p) + 1)
 
 proctype Task(byte p) {
-  byte r = 0, seen, s;
+  byte r = 0, seen;
   int w;
-  bool sync, ok, reg, expired, aborted, got;
+  bool sync, ok, reg, expired;
 
 round:
   if
@@ -178,27 +206,60 @@ round:
   :: patient[p] = false
   fi;
 
-  /* acquireSync L121 / acquireAsync L128: tryAcquire, and #spin L157, collapsed */
-  d_step { /* _raw_lock.ts RawLock.tryAcquire L116: Atomics.compareExchange(STATE, FREE, id) */
+  /* acquireSync L159 / acquireAsync L171 (queue empty): tryAcquire, and #spin L232, collapsed */
+  d_step { /* _raw_lock.ts RawLock.tryAcquire L155: Atomics.compareExchange(STATE, FREE, id) */
     !busy[TH(p)] && !(sync && OWN_THREAD_HOLDS(p));
     busy[TH(p)] = true;
     if
-    :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
-    :: else -> ok = false
+    :: !sync && lqlen[TH(p)] > 0 -> ok = false   /* L170: queue not empty: no CAS, join it */
+    :: else ->
+       if
+       :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
+       :: else -> ok = false
+       fi
     fi
   }
   if
   :: ok -> goto cs
   :: else
   fi;
-
-  if               /* _raw_lock.ts #lockContendedSync L166 / #lockContendedAsync L184: Atomics.add */
-  :: sync -> WAITERS = WAITERS + SYNC_ONE
-  :: else -> WAITERS = WAITERS + ASYNC_ONE
+  if
+  :: sync -> goto syncwait
+  :: else
   fi;
 
+  /* ---- async: join the queue (L177); start the watcher if none runs (L178) ---- */
+  atomic {
+    lq[TH(p) * NP + lqlen[TH(p)]] = p;
+    lqlen[TH(p)]++;
+    queued[p] = true
+  }
+  if
+  :: watching[TH(p)] -> busy[TH(p)] = false      /* the caller awaits its promise */
+  :: else ->
+     d_step {      /* _raw_lock.ts #watch L264: Atomics.add(WAITERS, ASYNC_ONE) */
+       watching[TH(p)] = true;
+       WAITERS = WAITERS + WATCH_ONE;
+       wgo[TH(p)] = true  /* the watcher runs on in this synchronous step, then awaits */
+     }
+  fi;
+  if
+  :: d_step {      /* served: the continuation runs when the thread is free */
+       served[p] && !busy[TH(p)] -> served[p] = false; busy[TH(p)] = true
+     }
+     goto cs
+  :: d_step {      /* _wait.ts WaitQueue #giveUp: the timer or the abort runs first */
+       queued[p] && !patient[p] && !busy[TH(p)] -> leave_queue(p)
+     }
+     atomic { r++; sync = false }
+     goto round
+  fi;
+
+  /* ---- sync ---- */
+syncwait:
+  WAITERS = WAITERS + SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L241: Atomics.add */
 loop:
-  atomic {         /* _raw_lock.ts L169 / L187: seen = Atomics.compareExchange(STATE, FREE, id) */
+  atomic {         /* _raw_lock.ts #lockContendedSync L244: Atomics.compareExchange(STATE, FREE, id) -> seen */
     seen = STATE;
     if
     :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
@@ -209,129 +270,72 @@ loop:
   :: ok -> goto leave
   :: else
   fi;
-  /* L171-170 / L189-188: left <= 0 ? */
+  /* L246-247: left <= 0 ? */
   if
   :: expired -> goto leave
   :: !expired && !patient[p] -> expired = true; goto leave   /* deadline passed before waiting */
   :: !expired -> skip
   fi;
-
+  d_step {         /* _raw_lock.ts #lockContendedSync L248: Atomics.wait(STATE, seen, left) */
+    if
+    :: STATE == seen ->
+       assert(qlen < QMAX);
+       q[qlen] = p + 1;
+       qlen++;
+       sleeping[p] = true;
+       reg = true
+    :: else -> reg = false
+    fi;
+    seen = 0
+  }
   if
-  :: sync ->
-     d_step {       /* _raw_lock.ts #lockContendedSync L173: Atomics.wait(STATE, seen, left) */
-       register(p, seen, reg);
-       seen = 0
-     }
+  :: reg ->
      if
-     :: reg ->
-        if
-        :: woken[p] -> woken[p] = false              /* "ok" */
-        :: d_step {  /* L173: Atomics.wait times out and leaves the waiter list */
-             !patient[p] && sleeping[p] -> deregister(p); expired = true
-           }
-        fi;
-        reg = false
-     :: else         /* "not-equal" */
+     :: woken[p] -> woken[p] = false              /* "ok" */
+     :: d_step {  /* L248: Atomics.wait times out and leaves the waiter list */
+          !patient[p] && sleeping[p] -> deregister(p); expired = true
+        }
      fi;
-     goto loop
-  :: else ->
-     d_step {       /* _wait.ts waitAsync L41: Atomics.waitAsync(STATE, seen) (from _raw_lock.ts L192) */
-       register(p, seen, reg);
-       seen = 0;
-       if
-       :: reg -> busy[TH(p)] = false   /* awaiting: the thread is free */
-       :: else
-       fi
-     }
-     if
-     :: reg ->
-        reg = false;
-        if
-        :: d_step {  /* _wait.ts L68-76: the wait resolves "ok" (settled = true) */
-             woken[p] && !busy[TH(p)] -> woken[p] = false; busy[TH(p)] = true
-           }
-        :: d_step {  /* _wait.ts giveUp L55-63: the timer or the abort runs first */
-             !patient[p] && !busy[TH(p)] ->
-             busy[TH(p)] = true;
-             if
-             :: sleeping[p] -> abandon(p); got = false
-             :: else -> woken[p] = false; got = true   /* notified, but the "ok" task comes after */
-             fi
-           }
-           d_step {  /* _raw_lock.ts RawLock.onAbandon L208: Atomics.add(WAITERS, ASYNC_ONE) */
-             WAITERS = WAITERS + ASYNC_ONE;
-             if
-             :: got -> cb[p]++; got = false   /* _wait.ts L69-71 will run onAbandonedWake */
-             :: else
-             fi
-           }
-           if
-           :: expired = true   /* resolve("timed-out"): loop, one last CAS, then left <= 0 */
-           :: aborted = true   /* reject(signal.reason) */
-           fi;
-           if
-           :: aborted ->
-#ifndef MUT_NO_PASS_ON
-              s = STATE;     /* _raw_lock.ts #lockContendedAsync L195: Atomics.load(STATE) */
-              if
-              :: s == FREE ->
-                 w = WAITERS; /* _raw_lock.ts #lockContendedAsync L196: Atomics.load(WAITERS) */
-                 if
-                 :: w != 0 ->
-                    d_step {  /* _raw_lock.ts #wake L151: Atomics.notify(STATE, async ? Infinity : 1) */
-                      notify_n(WAKE_COUNT(w));
-                      w = 0
-                    }
-                 :: else
-                 fi
-              :: else
-              fi;
-              s = 0;
-#endif
-              goto leave
-           :: else
-           fi
-        fi
-     :: else         /* "not-equal": resolved at once */
-     fi;
-     goto loop
+     reg = false
+  :: else         /* "not-equal" */
   fi;
+  goto loop;
 
 leave:
-  if               /* _raw_lock.ts L176 / L203 (finally): Atomics.sub */
-  :: sync -> WAITERS = WAITERS - SYNC_ONE
-  :: else -> WAITERS = WAITERS - ASYNC_ONE
-  fi;
+  WAITERS = WAITERS - SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L251: Atomics.sub (finally) */
   if
   :: ok -> goto cs
   :: else ->
-     atomic { busy[TH(p)] = false; r++; expired = false; aborted = false; sync = false }
+     atomic { busy[TH(p)] = false; r++; expired = false; sync = false }
      goto round
   fi;
 
 cs:
   atomic {
-    ok = false; expired = false; aborted = false; sync = false;
+    ok = false; expired = false; sync = false;
     busy[TH(p)] = false;   /* the caller's critical section may await */
     assert(holders == 1 && holder == p + 1)
   }
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }   /* release() L184: the queue's size */
+  if
+  :: lqlen[TH(p)] > 0 -> goto handoff
+  :: else
+  fi;
 #ifdef MUT_LOAD_FIRST
   w = WAITERS;      /* mutant: WAITERS read before STATE is released */
 #endif
-  d_step {          /* _raw_lock.ts RawLock.release L135: Atomics.exchange(STATE, FREE) */
-    !busy[TH(p)];
-    busy[TH(p)] = true;
+  d_step {          /* _raw_lock.ts RawLock.release L185: Atomics.exchange(STATE, FREE) */
     assert(STATE == TH(p) + 1);
     holders--;
     holder = 0;
     STATE = FREE
   }
 #ifndef MUT_LOAD_FIRST
-  w = WAITERS;      /* _raw_lock.ts RawLock.release L136: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts RawLock.release L186: Atomics.load(WAITERS) */
 #endif
   if
   :: w != 0 ->
-     d_step {        /* _raw_lock.ts #wake L151: Atomics.notify(STATE, async ? Infinity : 1) */
+     d_step {        /* _raw_lock.ts #wake L201: Atomics.notify(STATE, async ? Infinity : 1) */
        notify_n(WAKE_COUNT(w));
        w = 0; busy[TH(p)] = false
      }
@@ -340,20 +344,88 @@ cs:
   r++;
   goto round;
 
+handoff:
+  w = WAITERS;      /* _raw_lock.ts #handOff L211: Atomics.load(WAITERS) */
+  if
+  :: w - WATCH_ONE != 0 ->   /* somebody else waits: LOCAL_BATCH may be used up */
+     d_step {       /* _raw_lock.ts #handOff L214: Atomics.exchange(STATE, FREE) */
+       assert(STATE == TH(p) + 1);
+       holders--;
+       holder = 0;
+       STATE = FREE
+     }
+     d_step {       /* _raw_lock.ts #handOff L215: Atomics.notify(STATE, Infinity) */
+       notify_n(ALL);
+       w = 0; busy[TH(p)] = false
+     }
+     r++;
+     goto round
+  :: true
+  fi;
+  w = 0;
+  d_step {          /* _raw_lock.ts #handOff L219: Atomics.load(STATE) (== id: no CAS at L223) */
+    assert(STATE == TH(p) + 1);
+    holders--;
+    holder = 0;
+    serve(TH(p));   /* L225: the lock passes to the head, never free */
+    busy[TH(p)] = false
+  }
+  r++;
+  goto round;
+
 fin:
   atomic { done++; patient[p] = false }
 }
 
-/* A thread's event loop running queued onAbandonedWake() calls. */
-proctype EventLoop(byte p) {
+/* The watcher of thread th (RawLock #watch): started by a task, in that task's turn. */
+proctype Watcher(byte th) {
+  byte seen;
+  bool reg;
 end:
   do
-  :: d_step {       /* _raw_lock.ts RawLock.onAbandonedWake L212: Atomics.sub(WAITERS, ASYNC_ONE) */
-       cb[p] > 0 && !busy[TH(p)] ->
-       cb[p]--;
-       assert(WAITERS >= ASYNC_ONE);
-       WAITERS = WAITERS - ASYNC_ONE
-     }
+  :: wgo[th] ->
+wloop:
+     if
+     :: lqlen[th] == 0 ->
+        d_step {    /* _raw_lock.ts #watch L276: Atomics.sub(WAITERS, ASYNC_ONE) (finally) */
+          assert(WAITERS >= WATCH_ONE);
+          WAITERS = WAITERS - WATCH_ONE;
+          watching[th] = false;
+          wgo[th] = false;
+          busy[th] = false
+        }
+     :: else ->
+        atomic {    /* _raw_lock.ts #watch L267: Atomics.compareExchange(STATE, FREE, id) -> seen */
+          seen = STATE;
+          if
+          :: STATE == FREE -> STATE = th + 1; serve(th); seen = 0; reg = true  /* L269 */
+          :: else -> reg = false
+          fi
+        }
+        if
+        :: reg -> reg = false; goto wloop
+        :: else
+        fi;
+        d_step {    /* _raw_lock.ts #watch L272: Atomics.waitAsync(STATE, seen) */
+          if
+          :: STATE == seen ->
+             assert(qlen < QMAX);
+             q[qlen] = NP + 1 + th;
+             qlen++;
+             reg = true;
+             busy[th] = false   /* awaiting: the thread is free */
+          :: else -> reg = false
+          fi;
+          seen = 0
+        }
+        if
+        :: reg ->
+           reg = false;
+           d_step { wwoken[th] && !busy[th] -> wwoken[th] = false; busy[th] = true }
+        :: else
+        fi;
+        goto wloop
+     fi
   od
 }
 
@@ -370,25 +442,26 @@ init {
   atomic {
     byte n = 0;
     do
-    :: n < NP -> run Task(n); run EventLoop(n); n++
+    :: n < NP -> run Task(n); run Watcher(n); n++
     :: else -> break
     od;
     run Quiescence()
   }
 }
 
-/* No lost wake-up: a patient waiter (no timeout, no signal) that is registered
- * on STATE is eventually woken. Checked with weak fairness (pan -a -f). */
-#define SLEEPS(p) (sleeping[p] && patient[p])
+/* No lost wake-up: a patient waiter (no timeout, no signal), registered on
+ * STATE (sync) or queued (async), is eventually woken or served. Checked with
+ * weak fairness (pan -a -f). */
+#define WAITS(p) ((sleeping[p] || queued[p]) && patient[p])
 #if NP == 2
 ltl no_lost_wakeup {
-  [] (SLEEPS(0) -> <> !SLEEPS(0)) &&
-  [] (SLEEPS(1) -> <> !SLEEPS(1))
+  [] (WAITS(0) -> <> !WAITS(0)) &&
+  [] (WAITS(1) -> <> !WAITS(1))
 }
 #else
 ltl no_lost_wakeup {
-  [] (SLEEPS(0) -> <> !SLEEPS(0)) &&
-  [] (SLEEPS(1) -> <> !SLEEPS(1)) &&
-  [] (SLEEPS(2) -> <> !SLEEPS(2))
+  [] (WAITS(0) -> <> !WAITS(0)) &&
+  [] (WAITS(1) -> <> !WAITS(1)) &&
+  [] (WAITS(2) -> <> !WAITS(2))
 }
 #endif

@@ -1,28 +1,32 @@
 /*
  * spin/rwlock.pml: the Atomics protocol of `ReaderWriterLock`
- * (locks/thread/_raw_rwlock.ts, layout 2) and its async waits (locks/thread/_wait.ts).
- * NW writer tasks and NR reader tasks, each on its own thread, do ROUNDS
- * acquisitions each, either patient (no timeout, no signal) or able to give
- * up (timeout, abort). Sync and async waits share one path: with notify-all
- * and no accounting, a sync wait that times out (deregistered) and an async
- * wait whose timer fires (left registered, swallowing nothing) have the same
- * effect on shared words; abort, async only, is one more way out.
+ * (locks/thread/_raw_rwlock.ts, layout 2) with its queues of async waiters
+ * per attachment and their watchers. NW writer tasks and NR reader tasks do
+ * ROUNDS acquisitions each, either patient (no timeout, no signal) or able to
+ * give up (timeout; abort for async waits). A task alone on its thread may
+ * wait sync (Atomics.wait, its own registration) or async (queued, served by
+ * its attachment's watcher); with SHAREW=1 writers 0 and 1 share a thread
+ * (one attachment, one writer queue: the direct handoff of releaseWrite is
+ * reachable), with SHARER=1 the readers do (one reader queue: admission of
+ * several queued readers in one CAS). Tasks on a shared thread wait async
+ * only: the public class refuses the sync waits that could only end by the
+ * thread's own async holders or queued writers, and a thread's sync calls act
+ * for one holder (its reentrancy never reaches shared memory).
  * A writer may downgrade its hold to a read hold before releasing.
  *
  * Convention: every step that touches a shared word is ONE Promela statement
  * or d_step and maps to ONE Atomics operation, named in the comment beside it
  * with its file, function and line. Ghosts (nr, nw, gq, tstat, sleeping,
- * patient, done) change only inside those steps.
+ * queued, served, patient, done) change only inside those steps or in steps
+ * on an attachment's own queues (plain JavaScript on one thread).
  *
  * The engine: wait/waitAsync compare the word with the expected value and
  * register only if equal, in one atomic step; every notify of this protocol
  * is Atomics.notify(view, index) = wake ALL registered waiters of the word,
  * so the FIFO order of the waiter list cannot matter and is not modelled: a
- * registration is a flag per task and word. A sync wait that times out
- * deregisters. An async wait given up (timer, abort) stays registered in the
- * engine until a notify-all reaches it; with notify-all and NO_ACCOUNTING
- * (_raw_rwlock.ts L113) such a wait can swallow nothing and changes no
- * shared word, so it is dropped from the model when given up.
+ * registration is a flag per waiter (sync task or watcher) and word. A sync
+ * wait that times out deregisters. A watcher's waitAsync is never given up;
+ * its continuation runs when its thread is not busy.
  *
  * Abstractions (see spin/README.md):
  *   - MAX_READERS is MAXR (default 2, not 65535) so that the "readers were
@@ -30,9 +34,10 @@
  *     bit layout (READERS_MASK, WRITER, QUEUED_ONE, TICKET_TAG) is the code's.
  *   - Ticket t's ring slot is ring[t] (no wrap-around: at most NW*ROUNDS
  *     tickets, far below RING_LIMIT), holding LIVE = live(t), CANC = t
- *     (cancelled) or EMPTY = empty(slot). #ringHasRoom (two loads, always
- *     true here) and the plain stores OWNERS[], READS[] are left out, and so
- *     are forceRelease() and Worker termination.
+ *     (cancelled) or EMPTY = empty(slot). #ringHasRoom (always true here, so
+ *     every queued async writer has its ticket and #topUp does nothing) and
+ *     the plain stores OWNERS[], READS[] are left out, and so are
+ *     forceRelease() and Worker termination.
  *   - tryRead/tryWrite before the contended path plus #spinRead/#spinWrite
  *     (100 rounds of load + try) are collapsed into one try: a failing round
  *     writes nothing (tryRead's inner CAS-retry loop is kept as it is).
@@ -52,9 +57,18 @@
 #ifndef MAXR
 #define MAXR 2
 #endif
+#ifndef SHAREW
+#define SHAREW 0
+#endif
+#ifndef SHARER
+#define SHARER 0
+#endif
 #define NTICKETS (NW * ROUNDS + 1)
+#define NT NP
+#define TH(p) ((SHAREW && p == 1) -> 0 : ((SHARER && p == NW + 1) -> NW : p))
+#define ASYNC_ONLY(p) ((SHAREW && p <= 1) || (SHARER && p >= NW))
 
-/* _raw_rwlock.ts L146-175 */
+/* _raw_rwlock.ts L196-220 */
 #define READERS_MASK 65535
 #define WRITER 65536
 #define QUEUED_ONE 131072
@@ -77,7 +91,10 @@
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
  *   MUT_READ_IGNORES_QUEUE  isReadLockable lets readers in past queued writers
  *   MUT_NO_WSEQ_BUMP        #writerEvent notifies without bumping WSEQ
- *   MUT_CANCEL_NO_WAKE      cancel() of the last queued writer wakes no reader */
+ *   MUT_CANCEL_NO_WAKE      cancel() of the last queued writer wakes no reader
+ *   MUT_HANDOFF_ANY_HEAD    releaseWrite hands off to its queue's head without
+ *                           checking that its ticket is at SERVING
+ *   MUT_NO_END_WATCH        a writer queue that runs empty does not wake its watcher */
 
 /* ---- shared words ---- */
 int STATE = 0;
@@ -89,23 +106,48 @@ byte W_SLEEPERS = 0;
 byte ring[NTICKETS];
 
 /* ---- the engine's waiter lists (notify-all only: a set per word) ---- */
-bool reg[2 * NP];  /* live registration: reg[base + p] on STATE, reg[NP + p] on WSEQ */
+bool regS[NP];     /* sync wait of task p on STATE (reader) */
+bool regW[NP];     /* sync wait of task p on WSEQ (writer) */
 bool woken[NP];
+bool rwReg[NT];    /* reader watcher of thread th registered on STATE */
+bool wwReg[NT];    /* writer watcher of thread th registered on WSEQ */
+bool rwWoken[NT];
+bool wwWoken[NT];
+bool busy[NT];     /* thread runs synchronous code or sits in Atomics.wait */
+
+/* ---- each attachment's queues (plain JavaScript) ---- */
+byte lr[NT * NP];  /* reader queue: task ids */
+byte lrlen[NT];
+byte lw[NT * NP];  /* writer queue: task ids */
+byte lwt[NT * NP]; /* ... and their tickets */
+byte lwlen[NT];
+bool rwatch[NT];   /* reader watcher runs */
+bool wwatch[NT];   /* writer watcher runs */
+bool rgo[NT];      /* reader watcher started, holding its thread's turn */
+bool wgo[NT];      /* writer watcher started, holding its thread's turn */
+int wtag[NT];      /* the attachment's #writeTag */
 
 /* ---- ghosts ---- */
 byte nr = 0;       /* read holds */
 byte nw = 0;       /* write holds */
 byte gq = 0;       /* writers queued: from enqueue's add until their take or cancel */
 byte tstat[NTICKETS];   /* 0 none, 1 queued, 2 took the lock, 3 cancelled */
+bool queued[NP];   /* p waits in its attachment's queue */
+bool served[NP];   /* p was served; its continuation has not run yet */
 bool patient[NP];
 byte done = 0;
 
-hidden byte i;
+hidden byte i, j, n;
 
 inline notify_all_state() {
   i = 0;
   do
-  :: i < NP -> if :: reg[i] -> reg[i] = false; woken[i] = true :: else fi; i++
+  :: i < NP -> if :: regS[i] -> regS[i] = false; woken[i] = true :: else fi; i++
+  :: else -> break
+  od;
+  i = 0;
+  do
+  :: i < NT -> if :: rwReg[i] -> rwReg[i] = false; rwWoken[i] = true :: else fi; i++
   :: else -> break
   od;
   i = 0
@@ -113,41 +155,46 @@ inline notify_all_state() {
 inline notify_all_wseq() {
   i = 0;
   do
-  :: i < NP -> if :: reg[NP + i] -> reg[NP + i] = false; woken[i] = true :: else fi; i++
+  :: i < NP -> if :: regW[i] -> regW[i] = false; woken[i] = true :: else fi; i++
+  :: else -> break
+  od;
+  i = 0;
+  do
+  :: i < NT -> if :: wwReg[i] -> wwReg[i] = false; wwWoken[i] = true :: else fi; i++
   :: else -> break
   od;
   i = 0
 }
 
-/* #readerEvent L317-314 */
+/* #readerEvent L403-404 */
 inline reader_event() {
-  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L318: Atomics.load(R_SLEEPERS) */
+  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L404: Atomics.load(R_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L318: Atomics.notify(STATE) */
+     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L404: Atomics.notify(STATE) */
   :: else
   fi
 }
 
-/* #writerEvent L366-364 */
+/* #writerEvent L500-502 */
 inline writer_event() {
 #ifndef MUT_NO_WSEQ_BUMP
-  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L367: Atomics.add(WSEQ, 1) */
+  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L501: Atomics.add(WSEQ, 1) */
 #endif
-  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L368: Atomics.load(W_SLEEPERS) */
+  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L502: Atomics.load(W_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L368: Atomics.notify(WSEQ) */
+     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L502: Atomics.notify(WSEQ) */
   :: else
   fi
 }
 
-/* #passHead L411-413 */
+/* #passHead L546-551 */
 inline pass_head(t) {
   nx = t + 1;
   do
-  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L414: Atomics.store(SERVING, next) */
-     atomic {                  /* _raw_rwlock.ts #passHead L416: Atomics.compareExchange(RING[next], next, empty) */
+  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L548: Atomics.store(SERVING, next) */
+     atomic {                  /* _raw_rwlock.ts #passHead L550: Atomics.compareExchange(RING[next], next, empty) */
        if
        :: ring[nx] == CANC -> ring[nx] = EMPTY; nx++
        :: else -> nx = 0; break
@@ -156,9 +203,9 @@ inline pass_head(t) {
   od
 }
 
-/* cancel L421-430 */
+/* cancel L555-568 */
 inline cancel(t) {
-  atomic {                     /* _raw_rwlock.ts cancel L425: Atomics.compareExchange(RING[t], live(t), t) */
+  atomic {                     /* _raw_rwlock.ts cancel L559: Atomics.compareExchange(RING[t], live(t), t) */
     if
     :: ring[t] == LIVE -> ring[t] = CANC; won = true
     :: else -> won = false
@@ -166,14 +213,14 @@ inline cancel(t) {
   }
   if
   :: won ->
-     d_step {                  /* _raw_rwlock.ts cancel L426: Atomics.sub(STATE, QUEUED_ONE) */
+     d_step {                  /* _raw_rwlock.ts cancel L560: Atomics.sub(STATE, QUEUED_ONE) */
        prev = STATE; STATE = STATE - QUEUED_ONE; gq--; tstat[t] = 3
      }
-     x = SERVING;              /* _raw_rwlock.ts cancel L428: Atomics.load(SERVING) */
+     x = SERVING;              /* _raw_rwlock.ts cancel L562: Atomics.load(SERVING) */
      if
      :: x == t ->
         x = 0;
-        atomic {               /* _raw_rwlock.ts cancel L429: Atomics.compareExchange(RING[t], t, empty) */
+        atomic {               /* _raw_rwlock.ts cancel L563: Atomics.compareExchange(RING[t], t, empty) */
           if
           :: ring[t] == CANC -> ring[t] = EMPTY; won = true
           :: else -> won = false
@@ -186,7 +233,7 @@ inline cancel(t) {
      :: else -> x = 0
      fi;
 #ifndef MUT_CANCEL_NO_WAKE
-     if                        /* L434 */
+     if                        /* L568 */
      :: (prev & QUEUED_MASK) == QUEUED_ONE && !WLOCKED(prev) -> reader_event()
      :: else
      fi;
@@ -196,32 +243,260 @@ inline cancel(t) {
   fi
 }
 
-/* The wait of task p on a word: sync or async, patient or not. Sets expired
- * when it timed out, aborted when it was aborted. */
-inline wait_on(base, word, val) {
-  d_step {                     /* Atomics.wait(word, val, left) / _wait.ts L41 Atomics.waitAsync(word, val) */
-    if :: word == val -> reg[base + p] = true :: else fi
-  }
+/* #enqueue L513-519: one more queued writer, its ticket, the ticket's live mark */
+inline enqueue(t) {
+  d_step { STATE = STATE + QUEUED_ONE; gq++ }   /* _raw_rwlock.ts #enqueue L515: Atomics.add(STATE, QUEUED_ONE) */
+  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L516: Atomics.add(NEXT_TICKET, 1) */
+  ring[t] = LIVE               /* _raw_rwlock.ts #enqueue L518: Atomics.store(RING[t], live(t)) */
+}
+
+/* FIFO among writers: every ticket before t was served or withdrawn. */
+inline assert_fifo(t) {
+  j = 0;
+  do
+  :: j < t -> assert(tstat[j] == 2 || tstat[j] == 3); j++
+  :: else -> break
+  od;
+  j = 0
+}
+
+/* #tryTakeAsHead L529-541 for ticket t of thread th; ok tells whether it took the lock. */
+inline take_as_head(th, t) {
+  ok = false;
+  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L531: Atomics.load(SERVING) */
   if
-  :: reg[base + p] || woken[p] ->
+  :: x == t ->
+     x = 0;
+     do
+     :: s = STATE;             /* _raw_rwlock.ts #tryTakeAsHead L533: Atomics.load(STATE) */
+        if
+        :: WLOCKABLE(s) ->
+           d_step {            /* _raw_rwlock.ts #tryTakeAsHead L536: Atomics.compareExchange(STATE, s, s - QUEUED_ONE + WRITER + tag) */
+             if
+             :: STATE == s ->
+                STATE = s - QUEUED_ONE + WRITER + (TICKET_TAG | t);
+                wtag[th] = TICKET_TAG | t;
+                nw++; gq--; tstat[t] = 2; ok = true;
+                assert(nr == 0 && nw == 1);
+                assert_fifo(t)
+             :: else
+             fi
+           }
+           if
+           :: ok -> s = 0; pass_head(t); break
+           :: else
+           fi
+        :: else -> s = 0; break
+        fi
+     od
+  :: else -> x = 0
+  fi
+}
+
+/* WaitQueue.serve() of th's writer queue: its head is resolved with the write hold. */
+inline serve_writer(th) {
+  e = lw[th * NP];
+  j = 0;
+  do
+  :: j + 1 < lwlen[th] -> lw[th * NP + j] = lw[th * NP + j + 1]; lwt[th * NP + j] = lwt[th * NP + j + 1]; j++
+  :: else -> break
+  od;
+  lwlen[th]--;
+  lw[th * NP + lwlen[th]] = 0; lwt[th * NP + lwlen[th]] = 0;
+  queued[e] = false; served[e] = true;
+  j = 0; e = 0
+}
+
+/* #serveWriters L620-626: take the lock for the head of th's writer queue if its ticket may. */
+inline serve_writers(th) {
+  take_as_head(th, lwt[th * NP]);
+  if
+  :: ok -> atomic { serve_writer(th); ok = false; won = true }
+  :: else -> won = false
+  fi
+}
+
+/* #admitReaders L360-373: let in every queued reader of th the lock has room for, in one CAS. */
+inline admit_readers(th) {
+  do
+  :: s = STATE;                /* _raw_rwlock.ts #admitReaders L364: Atomics.load(STATE) */
      if
-     :: woken[p] -> woken[p] = false                           /* "ok" */
-     :: d_step {               /* sync: timed out, deregistered; async: _wait.ts giveUp L55-63 */
-          !patient[p] -> reg[base + p] = false; woken[p] = false
+     :: READABLE(s) ->
+        d_step {               /* _raw_rwlock.ts #admitReaders L368: Atomics.compareExchange(STATE, s, s + n) */
+          n = (lrlen[th] < MAXR - READERS(s) -> lrlen[th] : MAXR - READERS(s));
+          if
+          :: STATE == s ->
+             STATE = s + n;
+             nr = nr + n;
+             assert(nw == 0 && gq == 0 && nr <= MAXR);   /* writer preference */
+             do                /* L371: serve the n readers at the head, in order */
+             :: n > 0 ->
+                e = lr[th * NP];
+                j = 0;
+                do
+                :: j + 1 < lrlen[th] -> lr[th * NP + j] = lr[th * NP + j + 1]; j++
+                :: else -> break
+                od;
+                lrlen[th]--;
+                lr[th * NP + lrlen[th]] = 0;
+                queued[e] = false; served[e] = true;
+                n--
+             :: else -> break
+             od;
+             j = 0; e = 0; ok = true
+          :: else -> n = 0; ok = false
+          fi
         }
         if
-        :: expired = true      /* "timed-out" */
-        :: aborted = true      /* async only: reject(signal.reason) */
+        :: ok -> ok = false; s = 0; break
+        :: else
         fi
+     :: else -> s = 0; break
      fi
-  :: else                      /* "not-equal" */
+  od
+}
+
+/* The writer queue ran empty with its watcher waiting: #endWriterWatch L479-481. */
+inline end_writer_watch(th) {
+#ifndef MUT_NO_END_WATCH
+  if
+  :: wwatch[th] && lwlen[th] == 0 ->
+     d_step { notify_all_wseq() }   /* _raw_rwlock.ts #endWriterWatch L480: Atomics.notify(WSEQ) */
+  :: else
+  fi
+#endif
+}
+
+/* A writer's timer or abort: it leaves its queue (WaitQueue #giveUp); t is its ticket. */
+inline leave_writers(p) {
+  j = 0;
+  do
+  :: lw[TH(p) * NP + j] == p -> break
+  :: else -> j++
+  od;
+  t = lwt[TH(p) * NP + j];
+  do
+  :: j + 1 < lwlen[TH(p)] ->
+     lw[TH(p) * NP + j] = lw[TH(p) * NP + j + 1]; lwt[TH(p) * NP + j] = lwt[TH(p) * NP + j + 1]; j++
+  :: else -> break
+  od;
+  lwlen[TH(p)]--;
+  lw[TH(p) * NP + lwlen[TH(p)]] = 0;
+  lwt[TH(p) * NP + lwlen[TH(p)]] = 0;
+  queued[p] = false;
+  j = 0
+}
+
+/* A reader's timer or abort: it leaves its queue (WaitQueue #giveUp). */
+inline leave_readers(p) {
+  j = 0;
+  do
+  :: lr[TH(p) * NP + j] == p -> break
+  :: else -> j++
+  od;
+  do
+  :: j + 1 < lrlen[TH(p)] -> lr[TH(p) * NP + j] = lr[TH(p) * NP + j + 1]; j++
+  :: else -> break
+  od;
+  lrlen[TH(p)]--;
+  lr[TH(p) * NP + lrlen[TH(p)]] = 0;
+  queued[p] = false;
+  j = 0
+}
+
+/* The release of a write hold by a task of thread th (releaseWrite L448-471 or downgrade L488-497). */
+inline unwrite(th) {
+  if
+  :: lwlen[th] > 0 ->
+     x = SERVING;             /* _raw_rwlock.ts releaseWrite L452: Atomics.load(SERVING) */
+#ifndef MUT_HANDOFF_ANY_HEAD
+     if
+     :: x == lwt[th * NP] -> ok = true
+     :: else -> ok = false
+     fi;
+#else
+     ok = true;
+#endif
+     x = 0
+  :: else -> ok = false
+  fi;
+  if
+  :: ok ->                     /* direct handoff to the head of th's writer queue */
+     t = lwt[th * NP];
+     do
+     :: s = STATE;             /* _raw_rwlock.ts releaseWrite L460: Atomics.load(STATE) */
+        d_step {               /* _raw_rwlock.ts releaseWrite L461: Atomics.compareExchange(STATE, s, s + change) */
+          if
+          :: STATE == s ->
+             STATE = s - wtag[th] + (TICKET_TAG | t) - QUEUED_ONE;
+             wtag[th] = TICKET_TAG | t;
+             gq--; tstat[t] = 2;
+             assert(WLOCKED(s) && nw == 1 && nr == 0);
+             assert_fifo(t);
+             won = true
+          :: else -> won = false
+          fi;
+          s = 0
+        }
+        if
+        :: won -> won = false; break
+        :: else
+        fi
+     od;
+     pass_head(t);
+     atomic { serve_writer(th); ok = false; t = 0 }
+  :: else ->
+     if
+     :: d_step {               /* _raw_rwlock.ts releaseWrite L469: Atomics.sub(STATE, WRITER + tag) */
+          prev = STATE; STATE = STATE - WRITER - wtag[th]; nw--
+        }
+        if                     /* #afterUnwrite L474-477 */
+        :: QUEUED(prev) -> prev = 0; writer_event()
+        :: else -> prev = 0; reader_event()
+        fi;
+        if
+        :: lrlen[th] > 0 -> admit_readers(th)
+        :: else
+        fi;
+        end_writer_watch(th)
+     :: !ASYNC_ONLY(p) ->      /* a thread's own sync read under its write hold: downgrade */
+        d_step {               /* _raw_rwlock.ts downgrade L493: Atomics.add(STATE, 1 - WRITER - tag) */
+          prev = STATE; STATE = STATE + 1 - WRITER - wtag[th]; nw--; nr++;
+          assert(nw == 0)
+        }
+        if                     /* L496 */
+        :: !QUEUED(prev) -> prev = 0; reader_event()
+        :: else -> prev = 0
+        fi;
+        if
+        :: lrlen[th] > 0 -> admit_readers(th)
+        :: else
+        fi;
+        unread(th)
+     fi
+  fi
+}
+
+/* releaseRead L313-320 by a task of thread th. */
+inline unread(th) {
+  d_step {                     /* _raw_rwlock.ts releaseRead L318: Atomics.sub(STATE, 1) */
+    prev = STATE; STATE = STATE - 1; nr--
+  }
+  if                           /* #afterUnread L322-326 */
+  :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
+  :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
+  :: else -> prev = 0
+  fi;
+  if                           /* L319: the head of this attachment's writer queue may take it */
+  :: lwlen[th] > 0 -> serve_writers(th)
+  :: else
   fi
 }
 
 proctype Writer(byte p) {
-  byte r = 0, t, seq, x, nx;
+  byte r = 0, t, seq, x, nx, e;
   int s, prev;
-  bool ok, won, expired, aborted;
+  bool ok, won, expired, sync;
 
 round:
   if
@@ -229,110 +504,96 @@ round:
   :: else
   fi;
   if :: patient[p] = true :: patient[p] = false fi;
+  if :: !ASYNC_ONLY(p) -> sync = true :: sync = false fi;
 
-  /* writeSync L335 / writeAsync L341 -> tryWrite, and #spinWrite L373, collapsed */
-  d_step {                     /* _raw_rwlock.ts tryWrite L327: Atomics.compareExchange(STATE, 0, WRITER | id) */
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }
+  if
+  :: !sync && lwlen[TH(p)] > 0 -> goto join   /* writeAsync L431: queue not empty: join it */
+  :: else
+  fi;
+  /* writeSync L419 / writeAsync L432 -> tryWrite, and #spinWrite L507, collapsed */
+  d_step {                     /* _raw_rwlock.ts tryWrite L413: Atomics.compareExchange(STATE, 0, WRITER | id) */
     if
-    :: STATE == 0 -> STATE = WRITER | (p + 1); nw++; ok = true;
+    :: STATE == 0 -> STATE = WRITER | (p + 1); wtag[TH(p)] = p + 1; nw++; ok = true;
        assert(gq == 0 && nr == 0 && nw == 1)    /* FIFO: no queued writer is jumped */
     :: else -> ok = false
     fi
   }
   if
   :: ok -> goto cs
+  :: !ok && sync -> goto syncwait
   :: else
   fi;
 
-  /* #enqueue L379-381 (#ringHasRoom L390: always room here) */
-  d_step { STATE = STATE + QUEUED_ONE; gq++ }   /* _raw_rwlock.ts #enqueue L381: Atomics.add(STATE, QUEUED_ONE) */
-  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L382: Atomics.add(NEXT_TICKET, 1) */
-  ring[t] = LIVE;              /* _raw_rwlock.ts #enqueue L384: Atomics.store(RING[t], live(t)) */
-  W_SLEEPERS++;                /* _raw_rwlock.ts L446 / L472: Atomics.add(W_SLEEPERS, 1) */
-
-loop:
-  seq = WSEQ;                  /* _raw_rwlock.ts L449 / L475: Atomics.load(WSEQ) */
-  /* #tryTakeAsHead L395-403 */
-  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L397: Atomics.load(SERVING) */
+join:                          /* writeAsync L437-443: queue, draw a ticket, start the watcher */
+  enqueue(t);
+  atomic {
+    lw[TH(p) * NP + lwlen[TH(p)]] = p; lwt[TH(p) * NP + lwlen[TH(p)]] = t; lwlen[TH(p)]++;
+    queued[p] = true; t = 0
+  }
   if
-  :: x == t ->
-     x = 0;
-take:
-     s = STATE;                /* _raw_rwlock.ts #tryTakeAsHead L399: Atomics.load(STATE) */
-     if
-     :: WLOCKABLE(s) ->
-        d_step {               /* _raw_rwlock.ts #tryTakeAsHead L402: Atomics.compareExchange(STATE, s, s - QUEUED_ONE + WRITER + tag) */
-          if
-          :: STATE == s ->
-             STATE = s - QUEUED_ONE + WRITER + (TICKET_TAG | t);
-             nw++; gq--; tstat[t] = 2; ok = true;
-             assert(nr == 0 && nw == 1);
-             i = 0;            /* FIFO among writers: every earlier ticket was served or withdrawn */
-             do
-             :: i < t -> assert(tstat[i] == 2 || tstat[i] == 3); i++
-             :: else -> break
-             od;
-             i = 0
-          :: else -> ok = false
-          fi
-        }
-        if
-        :: ok -> s = 0; pass_head(t); goto wleave
-        :: else -> goto take
-        fi
-     :: else -> s = 0
-     fi
-  :: else -> x = 0
+  :: wwatch[TH(p)] -> busy[TH(p)] = false
+  :: else ->
+     d_step {                  /* _raw_rwlock.ts #watchWriters L638: Atomics.add(W_SLEEPERS, 1) */
+       wwatch[TH(p)] = true; W_SLEEPERS++; wgo[TH(p)] = true
+     }
   fi;
-  /* L451-450 / L477-476: left <= 0 -> cancel */
+  if
+  :: d_step { served[p] && !busy[TH(p)] -> served[p] = false; busy[TH(p)] = true }
+     goto cs
+  :: d_step {                  /* WaitQueue #giveUp (timer or abort), then #writerGaveUp L613-617 */
+       queued[p] && !patient[p] && !busy[TH(p)] -> busy[TH(p)] = true; leave_writers(p)
+     }
+     cancel(t);
+     t = 0;
+     end_writer_watch(TH(p));
+     atomic { busy[TH(p)] = false; r++ }
+     goto round
+  fi;
+
+syncwait:
+  enqueue(t);
+  W_SLEEPERS++;                /* _raw_rwlock.ts #writeContendedSync L580: Atomics.add(W_SLEEPERS, 1) */
+loop:
+  seq = WSEQ;                  /* _raw_rwlock.ts #writeContendedSync L583: Atomics.load(WSEQ) */
+  take_as_head(TH(p), t);
+  if
+  :: ok -> goto wleave
+  :: else
+  fi;
+  /* L585-588: left <= 0 -> cancel */
   if
   :: expired -> cancel(t); goto wleave
   :: !expired && !patient[p] -> expired = true; cancel(t); goto wleave
   :: !expired -> skip
   fi;
-  /* _raw_rwlock.ts L456: Atomics.wait(WSEQ, seq, left) / L483: waitAsync(WSEQ, seq) */
-  wait_on(NP, WSEQ, seq);
-  seq = 0;
+  d_step {                     /* _raw_rwlock.ts #writeContendedSync L590: Atomics.wait(WSEQ, seq, left) */
+    if :: WSEQ == seq -> regW[p] = true :: else fi
+  }
   if
-  :: aborted -> cancel(t); goto wleave      /* L484-481 */
-  :: else -> goto loop
+  :: regW[p] || woken[p] ->
+     if
+     :: woken[p] -> woken[p] = false
+     :: d_step { !patient[p] && regW[p] -> regW[p] = false; expired = true }   /* timed out */
+     fi
+  :: else                      /* "not-equal" */
   fi;
+  seq = 0;
+  goto loop;
 
 wleave:
-  W_SLEEPERS--;                /* _raw_rwlock.ts L459 / L490 (finally): Atomics.sub(W_SLEEPERS, 1) */
+  W_SLEEPERS--;                /* _raw_rwlock.ts #writeContendedSync L593: Atomics.sub(W_SLEEPERS, 1) (finally) */
   t = 0;
   if
   :: ok -> goto cs
-  :: else -> atomic { r++; expired = false; aborted = false }; goto round
+  :: else -> atomic { r++; expired = false; busy[TH(p)] = false }; goto round
   fi;
 
 cs:
-  atomic { ok = false; expired = false; aborted = false; assert(nw == 1 && nr == 0) }
-  if
-  :: d_step {                  /* _raw_rwlock.ts releaseWrite L347: Atomics.sub(STATE, WRITER + tag) */
-       prev = STATE; STATE = STATE - WRITER - (STATE & READERS_MASK); nw--
-     }
-     if                        /* #afterUnwrite L352-348 */
-     :: QUEUED(prev) -> prev = 0; writer_event()
-     :: else -> prev = 0; reader_event()
-     fi
-  :: d_step {                  /* _raw_rwlock.ts downgrade L360: Atomics.add(STATE, 1 - WRITER - tag) */
-       prev = STATE; STATE = STATE + 1 - WRITER - (STATE & READERS_MASK); nw--; nr++;
-       assert(nw == 0)
-     }
-     if                        /* L363 */
-     :: !QUEUED(prev) -> prev = 0; reader_event()
-     :: else -> prev = 0
-     fi;
-     d_step {                  /* _raw_rwlock.ts releaseRead L259: Atomics.sub(STATE, 1) */
-       prev = STATE; STATE = STATE - 1; nr--
-     }
-     if                        /* #afterUnread L264-260 */
-     :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
-     :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
-     :: else -> prev = 0
-     fi
-  fi;
-  r++;
+  atomic { ok = false; expired = false; busy[TH(p)] = false; assert(nw == 1 && nr == 0) }
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }
+  unwrite(TH(p));
+  atomic { busy[TH(p)] = false; r++ }
   goto round;
 
 fin:
@@ -340,9 +601,9 @@ fin:
 }
 
 proctype Reader(byte p) {
-  byte r = 0, x;
+  byte r = 0, x, t, nx, seq, e;
   int s, prev;
-  bool ok, expired, aborted, tried;
+  bool ok, won, expired, tried, sync;
 
 round:
   if
@@ -350,15 +611,21 @@ round:
   :: else
   fi;
   if :: patient[p] = true :: patient[p] = false fi;
+  if :: !ASYNC_ONLY(p) -> sync = true :: sync = false fi;
   tried = false;
 
-  /* readSync L243 / readAsync L249 -> tryRead, and #spinRead L270, collapsed; then
-   * from L284 / L305 inside the contended loop */
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }
+  if
+  :: !sync && lrlen[TH(p)] > 0 -> goto join   /* readAsync L303: queue not empty: join it */
+  :: else
+  fi;
+  /* readSync L294 / readAsync L304 -> tryRead, and #spinRead L330, collapsed; then
+   * from L344 inside the sync contended loop */
 tryread:
-  s = STATE;                   /* _raw_rwlock.ts tryRead L230: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts tryRead L281: Atomics.load(STATE) */
   if
   :: READABLE(s) ->
-     d_step {                  /* _raw_rwlock.ts tryRead L234: Atomics.compareExchange(STATE, s, s + 1) */
+     d_step {                  /* _raw_rwlock.ts tryRead L285: Atomics.compareExchange(STATE, s, s + 1) */
        if
        :: STATE == s -> STATE = s + 1; nr++; ok = true;
           assert(nw == 0 && gq == 0 && nr <= MAXR)   /* writer preference */
@@ -374,53 +641,148 @@ tryread:
   :: else -> s = 0
   fi;
   if
-  :: tried -> goto rloop       /* tryRead returned false: `continue` (L285 / L306) */
-  :: else -> tried = true
+  :: tried -> goto rloop       /* tryRead returned false: `continue` (L345) */
+  :: !tried && sync -> tried = true
+  :: else -> goto join
   fi;
 
-  R_SLEEPERS++;                /* _raw_rwlock.ts L279 / L300: Atomics.add(R_SLEEPERS, 1) */
+  R_SLEEPERS++;                /* _raw_rwlock.ts #readContendedSync L339: Atomics.add(R_SLEEPERS, 1) */
 rloop:
-  s = STATE;                   /* _raw_rwlock.ts L282 / L303: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts #readContendedSync L342: Atomics.load(STATE) */
   if
   :: READABLE(s) -> s = 0; goto tryread
   :: else
   fi;
-  /* L287-283 / L308-304: left <= 0 */
+  /* L347-348: left <= 0 */
   if
   :: expired -> s = 0; goto rleave
   :: !expired && !patient[p] -> s = 0; expired = true; goto rleave
   :: !expired -> skip
   fi;
-  /* _raw_rwlock.ts L289: Atomics.wait(STATE, s, left) / L310: waitAsync(STATE, s) */
-  wait_on(0, STATE, s);
-  s = 0;
+  d_step {                     /* _raw_rwlock.ts #readContendedSync L349: Atomics.wait(STATE, s, left) */
+    if :: STATE == s -> regS[p] = true :: else fi
+  }
   if
-  :: aborted -> goto rleave    /* the rejection leaves through finally */
-  :: else -> goto rloop
+  :: regS[p] || woken[p] ->
+     if
+     :: woken[p] -> woken[p] = false
+     :: d_step { !patient[p] && regS[p] -> regS[p] = false; expired = true }   /* timed out */
+     fi
+  :: else                      /* "not-equal" */
   fi;
+  s = 0;
+  goto rloop;
 
 rleave:
-  R_SLEEPERS--;                /* _raw_rwlock.ts L292 / L313 (finally): Atomics.sub(R_SLEEPERS, 1) */
+  R_SLEEPERS--;                /* _raw_rwlock.ts #readContendedSync L352: Atomics.sub(R_SLEEPERS, 1) (finally) */
   if
   :: ok -> goto cs
-  :: else -> atomic { r++; expired = false; aborted = false; tried = false }; goto round
+  :: else -> atomic { r++; expired = false; tried = false; busy[TH(p)] = false }; goto round
+  fi;
+
+join:                          /* readAsync L308-310: queue, start the watcher */
+  atomic {
+    lr[TH(p) * NP + lrlen[TH(p)]] = p; lrlen[TH(p)]++; queued[p] = true
+  }
+  if
+  :: rwatch[TH(p)] -> busy[TH(p)] = false
+  :: else ->
+     d_step {                  /* _raw_rwlock.ts #watchReaders L386: Atomics.add(R_SLEEPERS, 1) */
+       rwatch[TH(p)] = true; R_SLEEPERS++; rgo[TH(p)] = true
+     }
+  fi;
+  if
+  :: d_step { served[p] && !busy[TH(p)] -> served[p] = false; busy[TH(p)] = true }
+     goto cs
+  :: d_step {                  /* WaitQueue #giveUp (timer or abort): nothing shared changes */
+       queued[p] && !patient[p] && !busy[TH(p)] -> leave_readers(p)
+     }
+     atomic { r++; t = 0 }
+     goto round
   fi;
 
 cs:
-  atomic { ok = false; expired = false; aborted = false; tried = false; assert(nw == 0 && nr >= 1) }
-  d_step {                     /* _raw_rwlock.ts releaseRead L259: Atomics.sub(STATE, 1) */
-    prev = STATE; STATE = STATE - 1; nr--
-  }
-  if                           /* #afterUnread L264-260 */
-  :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
-  :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
-  :: else -> prev = 0
-  fi;
-  r++;
+  atomic { ok = false; expired = false; tried = false; busy[TH(p)] = false; assert(nw == 0 && nr >= 1) }
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }
+  unread(TH(p));
+  atomic { busy[TH(p)] = false; r++ }
   goto round;
 
 fin:
   atomic { done++; patient[p] = false }
+}
+
+/* The reader watcher of thread th (#watchReaders L381-400). */
+proctype ReaderWatcher(byte th) {
+  int s;
+  byte x, e;
+  bool ok;
+end:
+  do
+  :: rgo[th] ->
+rwloop:
+     if
+     :: lrlen[th] == 0 ->
+        d_step {               /* _raw_rwlock.ts #watchReaders L398: Atomics.sub(R_SLEEPERS, 1) (finally) */
+          R_SLEEPERS--; rwatch[th] = false; rgo[th] = false; busy[th] = false
+        }
+     :: else ->
+        s = STATE;             /* _raw_rwlock.ts #watchReaders L389: Atomics.load(STATE) */
+        if
+        :: READABLE(s) -> s = 0; admit_readers(th); goto rwloop
+        :: else
+        fi;
+        d_step {               /* _raw_rwlock.ts #watchReaders L394: Atomics.waitAsync(STATE, s) */
+          if
+          :: STATE == s -> rwReg[th] = true; busy[th] = false; ok = true
+          :: else -> ok = false
+          fi;
+          s = 0
+        }
+        if
+        :: ok -> ok = false; d_step { rwWoken[th] && !busy[th] -> rwWoken[th] = false; busy[th] = true }
+        :: else
+        fi;
+        goto rwloop
+     fi
+  od
+}
+
+/* The writer watcher of thread th (#watchWriters L633-650). */
+proctype WriterWatcher(byte th) {
+  int s;
+  byte x, seq, nx, e;
+  bool ok, won;
+end:
+  do
+  :: wgo[th] ->
+wwloop:
+     if
+     :: lwlen[th] == 0 ->
+        d_step {               /* _raw_rwlock.ts #watchWriters L648: Atomics.sub(W_SLEEPERS, 1) (finally) */
+          W_SLEEPERS--; wwatch[th] = false; wgo[th] = false; busy[th] = false
+        }
+     :: else ->
+        seq = WSEQ;            /* _raw_rwlock.ts #watchWriters L641: Atomics.load(WSEQ) */
+        serve_writers(th);
+        if
+        :: won -> won = false; seq = 0; goto wwloop   /* served the head: loop */
+        :: else
+        fi;
+        d_step {               /* _raw_rwlock.ts #watchWriters L644: Atomics.waitAsync(WSEQ, seq) */
+          if
+          :: WSEQ == seq -> wwReg[th] = true; busy[th] = false; ok = true
+          :: else -> ok = false
+          fi;
+          seq = 0
+        }
+        if
+        :: ok -> ok = false; d_step { wwWoken[th] && !busy[th] -> wwWoken[th] = false; busy[th] = true }
+        :: else
+        fi;
+        goto wwloop
+     fi
+  od
 }
 
 /* When every task has finished and nothing else can move: all counters at rest. */
@@ -434,28 +796,28 @@ proctype Quiescence() {
 
 init {
   atomic {
-    byte n = 0;
+    byte m = 0;
     do
-    :: n < NW -> run Writer(n); n++
-    :: n >= NW && n < NP -> run Reader(n); n++
+    :: m < NW -> run Writer(m); run WriterWatcher(m); m++
+    :: m >= NW && m < NP -> run Reader(m); run ReaderWatcher(m); m++
     :: else -> break
     od;
     run Quiescence()
   }
 }
 
-/* No lost wake-up: a patient waiter registered on STATE or WSEQ is eventually
- * woken (pan -a -f: weak fairness). */
-#define SLEEPS(p) ((reg[p] || reg[NP + p]) && patient[p])
+/* No lost wake-up: a patient waiter, registered on STATE or WSEQ (sync) or
+ * queued (async), is eventually woken or served (pan -a -f: weak fairness). */
+#define WAITS(p) ((regS[p] || regW[p] || queued[p]) && patient[p])
 #if NP == 2
 ltl no_lost_wakeup {
-  [] (SLEEPS(0) -> <> !SLEEPS(0)) &&
-  [] (SLEEPS(1) -> <> !SLEEPS(1))
+  [] (WAITS(0) -> <> !WAITS(0)) &&
+  [] (WAITS(1) -> <> !WAITS(1))
 }
 #else
 ltl no_lost_wakeup {
-  [] (SLEEPS(0) -> <> !SLEEPS(0)) &&
-  [] (SLEEPS(1) -> <> !SLEEPS(1)) &&
-  [] (SLEEPS(2) -> <> !SLEEPS(2))
+  [] (WAITS(0) -> <> !WAITS(0)) &&
+  [] (WAITS(1) -> <> !WAITS(1)) &&
+  [] (WAITS(2) -> <> !WAITS(2))
 }
 #endif

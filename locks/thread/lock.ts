@@ -34,10 +34,17 @@ let attaching: SharedArrayBuffer | undefined;
  *   reentrant (tracked with `AsyncLocalStorage`), and each nested hold is
  *   undone by its own `release()`.
  * - Any thread may release the lock, not only the one that took it.
- * - Unfair: a released lock goes to whoever gets there first; a woken waiter
- *   may lose to a newcomer. Threads blocked in `acquireSync()` are woken one
- *   per release in arrival order; async waiters are all woken (a wake-up given
- *   to an async waiter of a busy thread would otherwise sit unused).
+ * - Unfair between Workers: a released lock goes to whoever gets there
+ *   first; a woken waiter may lose to a newcomer. Threads blocked in
+ *   `acquireSync()` are woken one per release in arrival order.
+ * - FIFO within an attachment: async waiters of one attachment queue in
+ *   arrival order (a newcomer does not pass them) and one watcher per
+ *   attachment waits on the shared word for all of them, so a release wakes
+ *   at most one async wait per attachment, however many tasks wait. A
+ *   release by an attachment with async waiters queued hands the lock
+ *   straight to the oldest of them; after 32 such handoffs in a row while
+ *   somebody else (another Worker, a sync waiter) waits, it frees the lock
+ *   for everybody instead.
  * - Sync waits block the thread with `Atomics.wait` (allowed on Deno's main
  *   thread too); async waits use `Atomics.waitAsync` and never block the
  *   event loop. An `AbortSignal` can end async waits only: a blocked thread

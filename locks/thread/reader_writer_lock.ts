@@ -62,6 +62,13 @@ let attaching: SharedArrayBuffer | undefined;
  *   the hold of the enclosing `with…` callback, the thread's sync hold, then
  *   one bare async acquisition of this attachment; guards release exactly
  *   what they took.
+ * - Async waiters of one attachment queue in arrival order (readers and
+ *   writers apart), and one watcher per queue waits on the shared memory
+ *   for all of them: a release wakes at most two async waits per
+ *   attachment, however many tasks wait. A writer leaving lets every queued
+ *   reader of an attachment in at once (one compare-and-swap), and hands
+ *   the lock straight to the next writer when that writer is queued in the
+ *   same attachment.
  * - Sync waits block the thread with `Atomics.wait`; async waits use
  *   `Atomics.waitAsync` and never block the event loop. An `AbortSignal` ends
  *   async waits; sync calls only check it before waiting.
