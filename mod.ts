@@ -42,6 +42,7 @@ export {
 } from "./locks/process/interprocess_reader_writer_lock.ts";
 export { Lock } from "./locks/thread/lock.ts";
 export { ReaderWriterLock } from "./locks/thread/reader_writer_lock.ts";
+export { Semaphore } from "./locks/thread/semaphore.ts";
 export {
   DEFAULT_LOCK_PROPERTY,
   locked,
