@@ -115,6 +115,19 @@ Deno.test("Semaphore.release() with nothing held throws LockError (bounded)", ()
   assert.equal(sem.available, 2);
 });
 
+Deno.test("Semaphore.release() gives back a slot of acquire()/acquireSync(), never a guard's", async () => {
+  const sem = new Semaphore(3);
+  const guard = sem.lockSync();
+  await sem.acquire();
+  await using _withLock = await sem.lock();
+  assert.equal(sem.held, 3);
+  sem.release();
+  assert.throws(() => sem.release(), /no slot held from acquire\(\) or acquireSync\(\)/);
+  guard.release(); // its own slot is still there to give back
+  assert.equal(sem.held, 1);
+  assert.equal(await sem.withLock(() => sem.held), 2);
+});
+
 Deno.test("new Semaphore() refuses bad slot counts, naming the value", () => {
   for (const bad of [0, -1, 1.5, 1025, NaN, Infinity]) {
     assert.throws(() => new Semaphore(bad), (e: Error) => {
@@ -209,7 +222,7 @@ Deno.test("Semaphore: timeouts, blocking:false and aborted signals leave nothing
   sem.release();
   sem.release();
   assert.equal(sem.available, 2);
-  assert.equal(waiters(sem) & 0xffff, 0);
+  await until(() => waiters(sem) === 0, "the waiter counts go back to 0");
 });
 
 Deno.test("Semaphore: aborting half of the queued waiters leaves the rest served in arrival order", async () => {
@@ -227,6 +240,19 @@ Deno.test("Semaphore: aborting half of the queued waiters leaves the rest served
   sem.release();
   await Promise.all(waits);
   assert.deepEqual(order, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+  assert.equal(sem.available, 1);
+  await until(() => waiters(sem) === 0, "the waiter counts go back to 0");
+});
+
+Deno.test("Semaphore: when every queued waiter times out, the attachment's async wait ends (counters back to 0)", async () => {
+  const sem = new Semaphore(1);
+  const other = Semaphore.from(sem.buffer);
+  other.acquireSync();
+  const timedOut = [sem.acquire({ timeout: 5 }), sem.acquire({ timeout: 10 })];
+  assert.equal(waiters(sem) >>> 16, 1);
+  assert.deepEqual(await Promise.all(timedOut), [false, false]);
+  await until(() => waiters(sem) === 0, "the pump's wait ends without a release");
+  other.release();
   assert.equal(sem.available, 1);
 });
 

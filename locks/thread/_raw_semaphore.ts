@@ -28,7 +28,9 @@
 //   pump      (one per attachment, while it has queued async waiters) loop {
 //             WAITERS += ASYNC_ONE; seen = ASYNC_SEQ; take a slot for each
 //             queued waiter in order until none is free; waitAsync on
-//             ASYNC_SEQ while it is seen; WAITERS -= ASYNC_ONE }.
+//             ASYNC_SEQ while it is seen; WAITERS -= ASYNC_ONE }. When its
+//             last queued waiter leaves (timeout, abort) while it waits, the
+//             attachment notifies ASYNC_SEQ so that the pump ends.
 //   release   CAS SLOT+k id -> 0; load WAITERS; sync counted -> SYNC_SEQ += 1,
 //             notify one; async counted -> ASYNC_SEQ += 1, notify all.
 //   handoff   a release by an attachment whose own pump is the only waiter
@@ -150,6 +152,8 @@ export class RawSemaphore {
   #pumping = false;
   /** The pump's wait is counted in WAITERS (and registered, or about to be). */
   #counted = false;
+  /** The pump awaits its waitAsync on ASYNC_SEQ. */
+  #waiting = false;
 
   constructor(bufferOrSlots: SharedArrayBuffer | number) {
     if (typeof bufferOrSlots === "number") {
@@ -293,6 +297,10 @@ export class RawSemaphore {
       keepAlive(-1);
       this.#queue = [];
       this.#head = 0;
+      // The pump has nobody left to wait for: end its wait now rather than at
+      // the next release, so that WAITERS goes back to 0 (other attachments'
+      // pumps wake too, find nothing new and wait again).
+      if (this.#waiting) Atomics.notify(this.view, ASYNC_SEQ);
     }
     return true;
   }
@@ -332,10 +340,14 @@ export class RawSemaphore {
           this.#serve(k);
         }
         if (this.#live > 0) {
-          // Stays registered even if every queued waiter leaves meanwhile: only
-          // a notify (or a changed ASYNC_SEQ) ends it, so no wake-up is lost.
+          // Only a notify (or a changed ASYNC_SEQ) ends this wait, never a
+          // waiter's timeout or abort, so no wake-up meant for it is lost.
           const wait = Atomics.waitAsync(view, ASYNC_SEQ, seen);
-          if (wait.async) await wait.value;
+          if (wait.async) {
+            this.#waiting = true;
+            await wait.value;
+            this.#waiting = false;
+          }
         }
         this.#counted = false;
         Atomics.sub(view, WAITERS, ASYNC_ONE);

@@ -24,8 +24,9 @@ let attaching: SharedArrayBuffer | undefined;
  *   state it is.
  * - Each acquisition takes one slot, recorded in shared memory under the
  *   attachment's {@linkcode Semaphore.id}. A slot is given back through the
- *   attachment that took it: `release()` gives back the most recent slot this
- *   attachment still holds, a guard or `withLock()` gives back its own slot.
+ *   attachment that took it: `release()` gives back the most recent slot
+ *   this attachment took with `acquire()`/`acquireSync()`, a guard or
+ *   `withLock()` gives back its own slot.
  *   Bounded, like Python's `BoundedSemaphore`: a `release()` with nothing held
  *   is a `LockError`, so the count can never exceed `slots`.
  * - Not reentrant: a holder that acquires again takes a second slot.
@@ -83,6 +84,8 @@ let attaching: SharedArrayBuffer | undefined;
  */
 export class Semaphore {
   readonly #raw: RawSemaphore;
+  /** Slots taken by acquire()/acquireSync() and not yet given back, oldest first: what release() gives back. */
+  readonly #bare: number[] = [];
 
   /**
    * Makes a new semaphore with `slots` free slots, in a `SharedArrayBuffer`
@@ -260,7 +263,7 @@ export class Semaphore {
     try {
       const w = parseOptions(options);
       w.signal?.throwIfAborted();
-      return this.#raw.acquireAsync(w).then((k) => k >= 0);
+      return this.#raw.acquireAsync(w).then((k) => k >= 0 && this.#bare.push(k) > 0);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -288,17 +291,21 @@ export class Semaphore {
    */
   acquireSync(options?: AcquireOptions): boolean {
     // Fast path: one CAS (RawSemaphore's take), no options to parse.
-    if (options === undefined) return this.#raw.acquireSync(WAIT_FOREVER) >= 0;
-    const w = parseOptions(options);
-    w.signal?.throwIfAborted();
-    return this.#raw.acquireSync(w) >= 0;
+    const k = options === undefined
+      ? this.#raw.acquireSync(WAIT_FOREVER)
+      : this.#acquireSyncWith(options);
+    return k >= 0 && this.#bare.push(k) > 0;
   }
 
   /**
-   * Gives back the most recent slot this attachment still holds.
+   * Gives back the most recent slot that `acquire()` or `acquireSync()` of
+   * this attachment took and that was not given back yet. (Slots of guards
+   * and `withLock()` callbacks are given back by them, never by `release()`,
+   * so tasks that share an attachment cannot give back each other's guarded
+   * slot.)
    *
-   * @throws {LockError} when this attachment holds no slot (releasing more
-   * than was taken), or when its slot was taken from it by `forceRelease()`.
+   * @throws {LockError} when no such slot is held (releasing more than was
+   * taken), or when the slot was taken from this attachment by `forceRelease()`.
    *
    * @example
    * ```ts
@@ -312,7 +319,11 @@ export class Semaphore {
    * ```
    */
   release(): void {
-    this.#check(this.#raw.release(), "release() with no slot held");
+    const k = this.#bare.pop();
+    if (k === undefined) {
+      throw misuse(this.#name, "release() with no slot held from acquire() or acquireSync()");
+    }
+    this.#check(this.#raw.release(k), "release() of a slot that is not held");
   }
 
   /**
@@ -464,6 +475,12 @@ export class Semaphore {
   forceRelease(id: number): number {
     if (!Number.isInteger(id)) throw badArgument("type", "id", id, "an integer holder id");
     return this.#raw.forceRelease(id);
+  }
+
+  #acquireSyncWith(options: AcquireOptions): number {
+    const w = parseOptions(options);
+    w.signal?.throwIfAborted();
+    return this.#raw.acquireSync(w);
   }
 
   get #name(): string {
