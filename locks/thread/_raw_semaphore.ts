@@ -111,12 +111,10 @@ const hasAsyncWaits = (w: number) => w >>> 16 !== 0;
 
 /** What RawSemaphore.release() did: gave the slot back. */
 export const RELEASED = 0;
-/** What RawSemaphore.release() did: nothing, the attachment does not hold that slot. */
-export const NOT_HELD = 1;
 /** What RawSemaphore.release() did: nothing, forceRelease() had freed the slot already. */
 export const FORCED = 2;
 /** The outcome of RawSemaphore.release(). */
-export type Released = typeof RELEASED | typeof NOT_HELD | typeof FORCED;
+export type Released = typeof RELEASED | typeof FORCED;
 
 /** Words in a buffer of `slots` slots. */
 const wordsFor = (slots: number) => SLOT + slots;
@@ -139,8 +137,8 @@ export class RawSemaphore {
   /** This attachment's holder id, unique within the buffer: the value its slots take. */
   readonly id: number;
   readonly slots: number;
-  /** Slots this attachment holds, oldest first. */
-  readonly held: number[] = [];
+  /** How many slots this attachment holds. */
+  held = 0;
   /** The slot the next take tries first: the one last given back. */
   #hint: number;
   /** Queued async acquisitions, in arrival order, from `#head` on (settled ones skipped). */
@@ -187,7 +185,7 @@ export class RawSemaphore {
     return Array.from({ length: this.slots }, (_, k) => Atomics.load(this.view, SLOT + k));
   }
 
-  /** Takes a free slot for this attachment without recording it in `held`; -1 when none is free. */
+  /** Takes a free slot for this attachment without counting it in `held`; -1 when none is free. */
   #take(): number {
     const view = this.view, id = this.id, hint = this.#hint;
     // Fast path: one CAS on the slot this attachment last gave back.
@@ -210,7 +208,7 @@ export class RawSemaphore {
   /** One attempt; never waits. Returns the slot taken, or -1. */
   tryAcquire(): number {
     const k = this.#take();
-    if (k >= 0) this.held.push(k);
+    if (k >= 0) this.held++;
     return k;
   }
 
@@ -218,12 +216,12 @@ export class RawSemaphore {
   acquireSync(w: Waiting): number {
     const k = this.#take();
     if (k >= 0) {
-      this.held.push(k);
+      this.held++;
       return k;
     }
     if (w.timeout === 0) return -1;
     const got = this.#lockContendedSync(w.timeout);
-    if (got >= 0) this.held.push(got);
+    if (got >= 0) this.held++;
     return got;
   }
 
@@ -321,7 +319,7 @@ export class RawSemaphore {
   #serve(k: number): void {
     const entry = this.#next();
     this.#leave(entry);
-    this.held.push(k);
+    this.held++;
     entry.resolve(k);
   }
 
@@ -358,21 +356,13 @@ export class RawSemaphore {
   }
 
   /**
-   * Gives back slot `k` (or, when omitted, the slot this attachment took
-   * last). Returns RELEASED, or NOT_HELD (changing nothing) when this
-   * attachment does not hold it, or FORCED when the slot was taken from this
-   * attachment by forceRelease() (it is then dropped from `held`).
+   * Gives back slot `k`, which this attachment took (the caller keeps track
+   * of which: a slot is taken once and given back once). Returns RELEASED, or
+   * FORCED when forceRelease() had taken the slot from this attachment
+   * (nothing else changes then but `held`).
    */
-  release(k?: number): Released {
-    const held = this.held;
-    if (k === undefined) {
-      if (held.length === 0) return NOT_HELD;
-      k = held.pop()!;
-    } else {
-      const at = held.lastIndexOf(k);
-      if (at < 0) return NOT_HELD;
-      held.splice(at, 1);
-    }
+  release(k: number): Released {
+    this.held--;
     const view = this.view;
     if (this.#counted && this.#live > 0 && Atomics.load(view, WAITERS) === ASYNC_ONE) {
       if (Atomics.load(view, SLOT + k) !== this.id) return FORCED;
@@ -389,7 +379,8 @@ export class RawSemaphore {
 
   /** Frees every slot that attachment `id` holds; returns how many. */
   forceRelease(id: number): number {
-    if (id === FREE) return 0;
+    // Ids are 1..2^31-1; Atomics would wrap any other number to an Int32 (2^32 + 1 to 1).
+    if (!(id >= 1 && id <= 0x7fffffff)) return 0;
     const view = this.view;
     let freed = 0;
     for (let k = 0; k < this.slots; k++) {

@@ -8,7 +8,7 @@
 import { badArgument, misuse, timedOut } from "../../errors.ts";
 import { type Guard, makeGuard } from "../guard.ts";
 import { type AcquireOptions, parseOptions, WAIT_FOREVER } from "../_options.ts";
-import { FORCED, MAX_SLOTS, NOT_HELD, RawSemaphore } from "./_raw_semaphore.ts";
+import { FORCED, MAX_SLOTS, RawSemaphore } from "./_raw_semaphore.ts";
 
 /** Set by `Semaphore.from()` for the constructor it calls. */
 let attaching: SharedArrayBuffer | undefined;
@@ -218,7 +218,7 @@ export class Semaphore {
    * ```
    */
   get held(): number {
-    return this.#raw.held.length;
+    return this.#raw.held;
   }
 
   /**
@@ -323,7 +323,7 @@ export class Semaphore {
     if (k === undefined) {
       throw misuse(this.#name, "release() with no slot held from acquire() or acquireSync()");
     }
-    this.#check(this.#raw.release(k), "release() of a slot that is not held");
+    this.#check(this.#raw.release(k));
   }
 
   /**
@@ -488,11 +488,10 @@ export class Semaphore {
   }
 
   #releaseSlot(k: number): void {
-    this.#check(this.#raw.release(k), `release of slot ${k}, which is not held`);
+    this.#check(this.#raw.release(k));
   }
 
-  #check(outcome: number, notHeld: string): void {
-    if (outcome === NOT_HELD) throw misuse(this.#name, notHeld);
+  #check(outcome: number): void {
     if (outcome === FORCED) {
       throw misuse(this.#name, "release() of a slot that forceRelease() had already freed");
     }
