@@ -29,15 +29,34 @@ export interface SemaphoreResults {
   waiters: Map<number, { ours: number; sema?: number }>;
 }
 
-/** The best (lowest) ns per call of `fn` over `runs` timed loops of `n` calls. */
-function perCall(fn: () => void, n: number, runs = 7): number {
-  let best = Infinity;
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) fn();
-    best = Math.min(best, ((performance.now() - t0) * 1e6) / n);
+/** Per-pair ns of `n` bare CAS lock pairs (its own loop, so that no call site is shared). */
+function casLoop(word: Int32Array, n: number): number {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    if (Atomics.compareExchange(word, 0, 0, 1) !== 0) throw new Error("busy");
+    Atomics.store(word, 0, 0);
   }
-  return best;
+  return ((performance.now() - t0) * 1e6) / n;
+}
+
+/** Per-pair ns of `n` Semaphore acquireSync()+release() pairs. */
+function semaphoreLoop(sem: Semaphore, n: number): number {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    sem.acquireSync();
+    sem.release();
+  }
+  return ((performance.now() - t0) * 1e6) / n;
+}
+
+/** Per-pair ns of `n` Lock acquireSync()+release() pairs. */
+function lockLoop(lock: Lock, n: number): number {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    lock.acquireSync();
+    lock.release();
+  }
+  return ((performance.now() - t0) * 1e6) / n;
 }
 
 /** A Worker running _thread_semaphore_worker.ts, one command at a time. */
@@ -102,30 +121,19 @@ export async function semaphoreFigures(
     const word = new Int32Array(new SharedArrayBuffer(4));
     const sem = new Semaphore(4);
     const lock = new Lock();
-    const N = 2_000_000;
-    const cas = () => {
-      if (Atomics.compareExchange(word, 0, 0, 1) !== 0) throw new Error("busy");
-      Atomics.store(word, 0, 0);
-    };
-    const semPair = () => {
-      sem.acquireSync();
-      sem.release();
-    };
-    const lockPair = () => {
-      lock.acquireSync();
-      lock.release();
-    };
-    // Interleaved, so that the three see the same noise; the best of 7 loops each.
-    let c = Infinity, s = Infinity, l = Infinity;
-    for (let round = 0; round < 3; round++) {
-      c = Math.min(c, perCall(cas, N, 3));
-      s = Math.min(s, perCall(semPair, N, 3));
-      l = Math.min(l, perCall(lockPair, N, 3));
+    const N = 1_000_000, LOOPS = 15;
+    // Interleaved, so that the three see the same noise; the best loop of each.
+    let c = Infinity, sp = Infinity, l = Infinity;
+    for (let round = 0; round < LOOPS; round++) {
+      c = Math.min(c, casLoop(word, N));
+      sp = Math.min(sp, semaphoreLoop(sem, N));
+      l = Math.min(l, lockLoop(lock, N));
     }
+    const s = sp;
     results.casPair = c;
     results.syncPair = s;
     results.lockPair = l;
-    const command = `${CMD}: best of 9 loops of ${N} pairs, interleaved`;
+    const command = `${CMD}: best of ${LOOPS} loops of ${N} pairs, interleaved`;
     add({
       section,
       name: "bare CAS lock (compareExchange + store)",
@@ -212,36 +220,33 @@ export async function semaphoreFigures(
     }
     const section = "Semaphore: async waiters queued in one isolate, per handoff";
     for (const count of [10, 1_000, 10_000]) {
-      const repeat = count === 10 ? 300 : count === 1_000 ? 5 : 2;
+      const repeat = count === 10 ? 300 : count === 1_000 ? 10 : 5;
       let ours = Infinity, theirs = Infinity;
-      for (let r = 0; r < repeat; r++) {
+      const measureOurs = async () => {
         const sem = new Semaphore(1);
-        ours = Math.min(
-          ours,
-          await passThrough(count, async () => {
-            await sem.acquire();
-            return () => sem.release();
-          }, async () => {
-            await sem.acquire();
-            return () => sem.release();
-          }),
-        );
-        if (Sema !== undefined) {
-          const s = new Sema(1);
-          theirs = Math.min(
-            theirs,
-            await passThrough(count, async () => {
-              await s.acquire();
-              return () => s.release();
-            }, async () => {
-              await s.acquire();
-              return () => s.release();
-            }),
-          );
-        }
+        const take = async () => {
+          await sem.acquire();
+          return () => sem.release();
+        };
+        ours = Math.min(ours, await passThrough(count, take, take));
+      };
+      const measureTheirs = async () => {
+        if (Sema === undefined) return;
+        const s = new Sema(1);
+        const take = async () => {
+          await s.acquire();
+          return () => s.release();
+        };
+        theirs = Math.min(theirs, await passThrough(count, take, take));
+      };
+      for (let r = 0; r < repeat; r++) {
+        // Which goes first alternates, so that neither always follows the other's garbage.
+        if (r % 2 === 0) await measureOurs(), await measureTheirs();
+        else await measureTheirs(), await measureOurs();
       }
       results.waiters.set(count, { ours, sema: Sema === undefined ? undefined : theirs });
-      const command = `${CMD}: best of ${repeat}, Semaphore(1) and Sema(1) alternating`;
+      const command =
+        `${CMD}: best of ${repeat}, Semaphore(1) and Sema(1) alternating, one queue of ${count} released once`;
       add({
         section,
         name: `Semaphore, ${count} waiters`,

@@ -74,7 +74,8 @@
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
  *   MUT_SEM_LOAD_FIRST  release reads WAITERS before its CAS frees the slot
  *   MUT_SEM_COUNT_LATE  the pump counts itself in WAITERS after its scan
- *   MUT_SEM_NO_BUMP     release notifies without bumping SYNC_SEQ / ASYNC_SEQ */
+ *   MUT_SEM_NO_BUMP     release notifies without bumping SYNC_SEQ / ASYNC_SEQ
+ *   MUT_SEM_TAKE_SPLIT  a take loads the slot and then stores its id (no CAS) */
 
 /* ---- shared words ---- */
 byte slot[N];            /* 0 or the holder's attachment id (attachment + 1) */
@@ -164,12 +165,20 @@ inline take(a, got, t) {
   got = 0;
   do
   :: got < N ->
+#ifdef MUT_SEM_TAKE_SPLIT
+     t = (slot[got] == FREE);   /* mutant: load, then store, instead of one CAS */
+     if
+     :: t == 1 -> d_step { slot[got] = a + 1; holders++; assert(holders <= N) }
+     :: else
+     fi;
+#else
      d_step {   /* _raw_semaphore.ts #take L200: Atomics.compareExchange(view, SLOT + k, FREE, id) */
        if
        :: slot[got] == FREE -> slot[got] = a + 1; holders++; assert(holders <= N); t = 1
        :: else -> t = 0
        fi
      }
+#endif
      if
      :: t == 1 -> t = 0; break
      :: else -> got++
@@ -354,6 +363,7 @@ loop:
   :: else -> break
   od;
 #ifdef MUT_SEM_COUNT_LATE
+  skip;   /* (a jump target: "break" may not land inside a d_step) */
   d_step { WAITERS = WAITERS + ASYNC_ONE; counted[a] = true }
 #endif
   if

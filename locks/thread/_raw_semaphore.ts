@@ -268,9 +268,14 @@ export class RawSemaphore {
         done: false,
       };
       if (w.timeout !== Infinity) {
-        entry.timer = setTimeout(() => {
-          if (this.#leave(entry)) resolve(-1);
-        }, Math.min(w.timeout, MAX_TIMER));
+        // A timer waits at most MAX_TIMER (about 24.8 days): re-armed until the deadline.
+        const deadline = performance.now() + w.timeout;
+        const expire = () => {
+          const left = deadline - performance.now();
+          if (left > 0) entry.timer = setTimeout(expire, Math.min(left, MAX_TIMER));
+          else if (this.#leave(entry)) resolve(-1);
+        };
+        entry.timer = setTimeout(expire, Math.min(w.timeout, MAX_TIMER));
       }
       if (w.signal !== undefined) {
         const signal = w.signal;

@@ -99,6 +99,49 @@ const ops: Record<string, (r: Request) => unknown> = {
     return seen.every((v, i) => v === i);
   },
   /**
+   * Churns until terminated: tries, timed async acquires, guards and withLock
+   * callbacks, some holding across a task boundary, yielding to the event
+   * loop every round (where terminate() lands: holding, queued or idle). No
+   * sync wait: terminate() does not interrupt Atomics.wait. Adds 1 to
+   * `beat[0]` per round and posts "churning" after the first.
+   */
+  churn: async (r) => {
+    const beat = new Int32Array(r.beat as SharedArrayBuffer);
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+    for (let i = 0;; i++) {
+      const kind = i % 5;
+      if (kind === 0) {
+        if (sem!.acquireSync({ blocking: false })) {
+          await tick();
+          sem!.release();
+        }
+      } else if (kind === 1) {
+        if (await sem!.acquire({ timeout: 2 })) {
+          await tick();
+          sem!.release();
+        }
+      } else if (kind === 2) {
+        try {
+          await using _slot = await sem!.lock({ timeout: 2 });
+          await tick();
+        } catch (error) {
+          if ((error as Error).name !== "LockTimeoutError") throw error;
+        }
+      } else if (kind === 3) {
+        await sem!.withLock(tick, { timeout: 2 }).catch((error) => {
+          if ((error as Error).name !== "LockTimeoutError") throw error;
+        });
+      } else {
+        const c = new AbortController();
+        setTimeout(() => c.abort(), 1);
+        if (await sem!.acquire({ signal: c.signal }).catch(() => false)) sem!.release();
+      }
+      Atomics.add(beat, 0, 1);
+      if (i === 0) event("churning");
+      await tick();
+    }
+  },
+  /**
    * Starts an async acquire (left pending), then blocks in acquireSync() with
    * a timeout of `ms`: returns whether each got a slot and how long the sync one took.
    */
