@@ -22,7 +22,8 @@
 //
 // Transitions:
 //   take      CAS SLOT+hint 0 -> id (the fast path: the slot this attachment
-//             last gave back), else the same CAS on each slot in turn.
+//             last gave back), else, from the hint on, each slot that loads
+//             as 0 gets the same CAS (the scan; waiters only scan).
 //   sync wait WAITERS += SYNC_ONE; loop { seen = SYNC_SEQ; take; wait on
 //             SYNC_SEQ while it is seen }; WAITERS -= SYNC_ONE.
 //   pump      (one per attachment, while it has queued async waiters) loop {
@@ -187,14 +188,19 @@ export class RawSemaphore {
 
   /** Takes a free slot for this attachment without counting it in `held`; -1 when none is free. */
   #take(): number {
-    const view = this.view, id = this.id, hint = this.#hint;
+    const hint = this.#hint;
     // Fast path: one CAS on the slot this attachment last gave back.
-    if (Atomics.compareExchange(view, SLOT + hint, FREE, id) === FREE) return hint;
-    for (let k = hint + 1; k !== hint; k++) {
-      if (k === this.slots) {
-        k = -1;
-        continue;
-      }
+    if (Atomics.compareExchange(this.view, SLOT + hint, FREE, this.id) === FREE) return hint;
+    return this.#scan();
+  }
+
+  /**
+   * Tries every slot from the hint on, loading each before its CAS (a CAS
+   * that fails still takes the cache line from its holder); -1 when none is free.
+   */
+  #scan(): number {
+    const view = this.view, id = this.id, slots = this.slots;
+    for (let i = 0, k = this.#hint; i < slots; i++, k = k + 1 === slots ? 0 : k + 1) {
       if (
         Atomics.load(view, SLOT + k) === FREE &&
         Atomics.compareExchange(view, SLOT + k, FREE, id) === FREE
@@ -229,7 +235,7 @@ export class RawSemaphore {
     const view = this.view;
     // Each take scans up to N slots: spin over about SPIN slot loads in all.
     for (let i = Math.ceil(SPIN / this.slots); i > 0; i--) {
-      const k = this.#take();
+      const k = this.#scan();
       if (k >= 0) return k;
     }
     const deadline = performance.now() + timeout;
@@ -237,7 +243,7 @@ export class RawSemaphore {
     try {
       for (;;) {
         const seen = Atomics.load(view, SYNC_SEQ);
-        const k = this.#take();
+        const k = this.#scan();
         if (k >= 0) return k;
         const left = deadline - performance.now();
         if (left <= 0) return -1;
@@ -338,7 +344,7 @@ export class RawSemaphore {
         this.#counted = true;
         const seen = Atomics.load(view, ASYNC_SEQ);
         while (this.#live > 0) {
-          const k = this.#take();
+          const k = this.#scan();
           if (k < 0) break;
           this.#serve(k);
         }
