@@ -314,7 +314,7 @@ Deno.test("Semaphore: threads blocked in acquireSync() get the slot in arrival o
       done.push(w.call("syncAndRecord", { order: order.buffer, tag: i + 1 }));
       await w.expect("waiting");
       await until(() => (waiters(sem) & 0xffff) === i + 1, `worker ${i} counts itself`);
-      await pause(10); // let it block before the next one arrives
+      await pause(30); // let it block before the next one arrives (its order is its registration order)
     }
     sem.release();
     await Promise.all(done);

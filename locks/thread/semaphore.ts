@@ -35,6 +35,8 @@ let attaching: SharedArrayBuffer | undefined;
  *   arrival order. A freed slot is not reserved for them: a newcomer's try
  *   (`acquireSync()`, `blocking: false`, or `acquire()` while its attachment
  *   has nobody queued) may take it first, and the woken waiter waits again.
+ *   When an attachment's own async waiters are the only waiters anywhere, a
+ *   release through it hands the slot straight to the next of them.
  * - Many async waiters cost one `Atomics.waitAsync` per attachment, not one
  *   each, and are served in time linear in their number; a release wakes
  *   the attachments that have waiters, not every waiting task.
