@@ -172,7 +172,7 @@ inline take(a, got, t) {
      :: else
      fi;
 #else
-     d_step {   /* _raw_semaphore.ts #take / #scan L193 / L206: Atomics.compareExchange(SLOT + k, FREE, id) */
+     d_step {   /* _raw_semaphore.ts #take / #scan L197 / L210: Atomics.compareExchange(SLOT + k, FREE, id) */
        if
        :: slot[got] == FREE -> slot[got] = a + 1; holders++; assert(holders <= N); t = 1
        :: else -> t = 0
@@ -203,7 +203,7 @@ inline serve(a, sl) {
 /* #leave, when the last queued waiter left while the pump waits. */
 inline endPump(a, t) {
   if
-  :: t -> d_step { anotify() }   /* #leave L312: Atomics.notify(this.view, ASYNC_SEQ) */
+  :: t -> d_step { anotify() }   /* #leave L316: Atomics.notify(this.view, ASYNC_SEQ) */
   :: else
   fi;
   t = 0
@@ -216,33 +216,33 @@ inline release(a, sl, w, t) {
   w = WAITERS;
 #endif
   if
-  :: d_step {   /* _raw_semaphore.ts release L378: Atomics.load(view, WAITERS) (the handoff test) */
+  :: d_step {   /* _raw_semaphore.ts release L382: Atomics.load(view, WAITERS) (the handoff test) */
        counted[a] && live[a] > 0 && WAITERS == ASYNC_ONE ->
        serve(a, sl);
        t = (live[a] == 0 && waiting[a])
      }
      endPump(a, t)
   :: else ->
-     d_step {   /* _raw_semaphore.ts release L384: Atomics.compareExchange(view, SLOT + k, this.id, FREE) */
+     d_step {   /* _raw_semaphore.ts release L388: Atomics.compareExchange(view, SLOT + k, this.id, FREE) */
        assert(slot[sl] == a + 1); slot[sl] = FREE; holders--
      }
 #ifndef MUT_SEM_LOAD_FIRST
-     w = WAITERS;   /* _raw_semaphore.ts release L386: Atomics.load(view, WAITERS) */
+     w = WAITERS;   /* _raw_semaphore.ts release L390: Atomics.load(view, WAITERS) */
 #endif
      if
      :: HAS_SYNC(w) ->
 #ifndef MUT_SEM_NO_BUMP
-        SYNC_SEQ++;                 /* #wake L411: Atomics.add(view, SYNC_SEQ, 1) */
+        SYNC_SEQ++;                 /* #wake L415: Atomics.add(view, SYNC_SEQ, 1) */
 #endif
-        d_step { snotify(1) }       /* #wake L412: Atomics.notify(view, SYNC_SEQ, freed) */
+        d_step { snotify(1) }       /* #wake L416: Atomics.notify(view, SYNC_SEQ, freed) */
      :: else
      fi;
      if
      :: HAS_ASYNC(w) ->
 #ifndef MUT_SEM_NO_BUMP
-        ASYNC_SEQ++;                /* #wake L415: Atomics.add(view, ASYNC_SEQ, 1) */
+        ASYNC_SEQ++;                /* #wake L419: Atomics.add(view, ASYNC_SEQ, 1) */
 #endif
-        d_step { anotify() }        /* #wake L416: Atomics.notify(view, ASYNC_SEQ) */
+        d_step { anotify() }        /* #wake L420: Atomics.notify(view, ASYNC_SEQ) */
      :: else
      fi;
      w = 0
@@ -264,9 +264,9 @@ proctype Sync(byte s) {
   :: got < N -> goto cs
   :: else
   fi;
-  WAITERS = WAITERS + SYNC_ONE;     /* #lockContendedSync L242: Atomics.add(view, WAITERS, SYNC_ONE) */
+  WAITERS = WAITERS + SYNC_ONE;     /* #lockContendedSync L246: Atomics.add(view, WAITERS, SYNC_ONE) */
 loop:
-  seen = SYNC_SEQ;                  /* #lockContendedSync L245: Atomics.load(view, SYNC_SEQ) */
+  seen = SYNC_SEQ;                  /* #lockContendedSync L249: Atomics.load(view, SYNC_SEQ) */
   take(a, got, t);
   if
   :: got < N -> goto leave
@@ -278,7 +278,7 @@ loop:
   :: !expired -> skip
   fi;
   if
-  :: d_step {   /* #lockContendedSync L250: Atomics.wait(view, SYNC_SEQ, seen, left) */
+  :: d_step {   /* #lockContendedSync L254: Atomics.wait(view, SYNC_SEQ, seen, left) */
        SYNC_SEQ == seen -> assert(sqlen < QMAX); sq[sqlen] = s + 1; sqlen++; ssleep[s] = true;
        seen = 0
      }
@@ -290,7 +290,7 @@ loop:
   fi;
   goto loop;
 leave:
-  WAITERS = WAITERS - SYNC_ONE;     /* #lockContendedSync L253: Atomics.sub(view, WAITERS, SYNC_ONE) */
+  WAITERS = WAITERS - SYNC_ONE;     /* #lockContendedSync L257: Atomics.sub(view, WAITERS, SYNC_ONE) */
   if
   :: got < N -> goto cs
   :: else -> busy[a] = false; goto fin
@@ -348,11 +348,11 @@ loop:
   :: else
   fi;
 #ifndef MUT_SEM_COUNT_LATE
-  d_step {   /* #pump L343: Atomics.add(view, WAITERS, ASYNC_ONE) */
+  d_step {   /* #pump L347: Atomics.add(view, WAITERS, ASYNC_ONE) */
     WAITERS = WAITERS + ASYNC_ONE; counted[a] = true
   }
 #endif
-  seen = ASYNC_SEQ;   /* #pump L345: Atomics.load(view, ASYNC_SEQ) */
+  seen = ASYNC_SEQ;   /* #pump L349: Atomics.load(view, ASYNC_SEQ) */
   do
   :: live[a] > 0 ->
      take(a, got, t);
@@ -369,7 +369,7 @@ loop:
   if
   :: live[a] > 0 ->
      if
-     :: d_step {   /* #pump L354: Atomics.waitAsync(view, ASYNC_SEQ, seen) */
+     :: d_step {   /* #pump L358: Atomics.waitAsync(view, ASYNC_SEQ, seen) */
           ASYNC_SEQ == seen -> areg[a] = true; waiting[a] = true; busy[a] = false; seen = 0
         }
         d_step { awoken[a] && !busy[a] -> awoken[a] = false; waiting[a] = false; busy[a] = true }
@@ -377,7 +377,7 @@ loop:
      fi
   :: else
   fi;
-  d_step {   /* #pump L362: Atomics.sub(view, WAITERS, ASYNC_ONE) */
+  d_step {   /* #pump L366: Atomics.sub(view, WAITERS, ASYNC_ONE) */
     WAITERS = WAITERS - ASYNC_ONE; counted[a] = false; seen = 0; got = 0
   }
   goto loop

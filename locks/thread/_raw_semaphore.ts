@@ -59,12 +59,16 @@
 // reaches a thread that runs.
 //
 // Fairness: sync waiters are woken one per release in the engine's FIFO order,
-// and an attachment's async waiters are served in arrival order, but the
-// slots themselves are not handed over: a freed slot goes to whichever CAS
-// lands first, so a newcomer's try (acquireSync, blocking: false, or the fast
+// and an attachment's async waiters are served in arrival order, but a freed
+// slot is not reserved for them (the handoff above happens only when nobody
+// else waits): it goes to whichever CAS lands first, so a newcomer's try (acquireSync, blocking: false, or the fast
 // path of acquire() while its attachment has no queue) may pass queued
 // waiters, and a woken waiter that loses waits again. This keeps the
 // uncontended path to one CAS, as in Lock.
+//
+// Event loop: a pending waitAsync does not keep Deno's event loop alive, so
+// while any attachment of an isolate has queued waiters one referenced
+// interval timer (per isolate) does; a waiter with a timeout has its own timer.
 //
 // Dead Workers: a Worker terminated while holding leaves its id in its slots,
 // which forceRelease(id) frees exactly once. A Worker terminated while
