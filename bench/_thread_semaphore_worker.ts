@@ -7,6 +7,8 @@
 //            release, reply {t: t1}
 //   release  {kind}: read the clock (t0), release one slot (the Lock), reply {t: t0}
 //   drain    {kind}: release what is still held, reply
+//   queue    {count}: queue `count` async waiters on the Semaphore (each takes a slot and gives
+//            it back), reply "queued", then reply "queue" once all have passed
 //
 // Times are performance.timeOrigin + performance.now() in ms.
 
@@ -24,6 +26,7 @@ interface Command {
   mode?: "sync" | "async";
   sem?: SharedArrayBuffer;
   lock?: SharedArrayBuffer;
+  count?: number;
 }
 
 self.onmessage = async (e: MessageEvent<Command>) => {
@@ -51,6 +54,15 @@ self.onmessage = async (e: MessageEvent<Command>) => {
       const t = clock();
       it.release();
       return reply({ t });
+    }
+    case "queue": {
+      const all = Array.from({ length: c.count! }, async () => {
+        await sem!.acquire();
+        sem!.release();
+      });
+      self.postMessage({ op: "queued" });
+      await Promise.all(all);
+      return reply();
     }
     case "drain":
       if (c.kind === "Lock") {
