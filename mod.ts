@@ -9,6 +9,8 @@
  * - {@linkcode Lock} and {@linkcode ReaderWriterLock} live in a
  *   `SharedArrayBuffer` and are shared between Workers by posting their
  *   `buffer`; they need no permission.
+ * - {@linkcode Semaphore} admits at most N holders at once across Workers,
+ *   the same way.
  * - {@linkcode locked}, {@linkcode readLocked}, {@linkcode writeLocked} and
  *   {@linkcode tryLock} are fasteners' decorators and helper.
  *
