@@ -9,6 +9,8 @@
  * - {@linkcode Lock} and {@linkcode ReaderWriterLock} live in a
  *   `SharedArrayBuffer` and are shared between Workers by posting their
  *   `buffer`; they need no permission.
+ * - {@linkcode Semaphore} admits at most N holders at once across Workers,
+ *   the same way.
  * - {@linkcode locked}, {@linkcode readLocked}, {@linkcode writeLocked} and
  *   {@linkcode tryLock} are fasteners' decorators and helper.
  *
@@ -42,6 +44,7 @@ export {
 } from "./locks/process/interprocess_reader_writer_lock.ts";
 export { Lock } from "./locks/thread/lock.ts";
 export { ReaderWriterLock } from "./locks/thread/reader_writer_lock.ts";
+export { Semaphore } from "./locks/thread/semaphore.ts";
 export {
   DEFAULT_LOCK_PROPERTY,
   locked,

@@ -22,6 +22,7 @@ import { renderSvg } from "./_svg.ts";
 import { type Party, spawnParty, summarize } from "./_parties.ts";
 import { workerFigures } from "./_workers.ts";
 import { WAITER_COUNTS, waitersThreadFigures } from "./_waiters_thread.ts";
+import { semaphoreFigures } from "./_thread_semaphore.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -367,6 +368,7 @@ if (python) {
 
 const workers = await workerFigures(add, skip);
 const waiters = await waitersThreadFigures(add, skip);
+const semaphore = await semaphoreFigures(add, skip); // thread Semaphore: bench/_thread_semaphore.ts
 
 // --- report -------------------------------------------------------------------------
 
@@ -512,6 +514,32 @@ for (const name of ["Lock", "ReaderWriterLock writers"]) {
     met: small === undefined || large === undefined ? undefined : large <= 3 * small,
   });
 }
+// --- thread Semaphore targets (bench/_thread_semaphore.ts) ---
+absTarget(
+  "Semaphore acquireSync()+release() ≤ 40 ns",
+  semaphore.syncPair,
+  40,
+  semaphore.syncPair !== undefined && semaphore.casPair !== undefined
+    ? ` (${(semaphore.syncPair / semaphore.casPair).toFixed(2)}× the bare CAS lock, ${
+      format(semaphore.casPair, "ns")
+    }, same loop)`
+    : "",
+);
+for (const mode of ["sync", "async"]) {
+  const h = semaphore.handoff.get(`Semaphore ${mode}`), l = semaphore.handoff.get(`Lock ${mode}`);
+  const vs = l ? ` (Lock in the same run ${format(l.p50, "ns")})` : "";
+  absTarget(`Semaphore cross-Worker handoff, ${mode} waiter: p50 ≤ 30 µs`, h?.p50, 30e3, vs);
+}
+for (const [count, w] of semaphore.waiters) {
+  targets.push({
+    target: `Semaphore, ${count} async waiters: per handoff ≤ 2 × npm async-sema`,
+    measured: w.sema === undefined
+      ? "not measured (see skips)"
+      : `${format(w.ours, "ns")} / ${format(w.sema, "ns")} = ${(w.ours / w.sema).toFixed(2)}×`,
+    met: w.sema === undefined ? undefined : w.ours <= 2 * w.sema,
+  });
+}
+// --- end thread Semaphore targets ---
 
 const machine = await describeMachine();
 const lines: string[] = [];

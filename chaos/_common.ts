@@ -6,7 +6,8 @@
 //   X <lock> <mode> <holder> <time> <value>   about to leave it (still holding)
 //   T|A|B|R <lock> <mode> <holder> <time>     timed out | aborted | busy try | refused
 // <lock>: ipl (InterProcessLock), prw (InterProcessReaderWriterLock),
-//         tl (Lock), trw (ReaderWriterLock); <mode>: w or r;
+//         tl (Lock), trw (ReaderWriterLock), tsem (Semaphore, mode s, <value>:
+//         holders inside counted on entry); <mode>: w or r;
 // <time>: now() (CLOCK_MONOTONIC on Linux), milliseconds, for the
 //   process locks; a shared Atomics tick (SHARED.CLOCK) for the thread locks.
 // <value>: the counter read on entry (E) and written (writers) or read again
@@ -119,6 +120,16 @@ export const SHARED = {
    * order the records exactly.
    */
   CLOCK: 3,
+  // --- thread Semaphore kind (tsem) ---
+  /** Holders inside the thread Semaphore now (Atomics.add on entry, sub on exit). */
+  TSEM_INSIDE: 6,
+  /** Entries into the thread Semaphore so far (the stall watch). */
+  TSEM_ENTRIES: 7,
+  /** Slots of the chaos run's thread Semaphore: never more holders than this. */
+  TSEM_SLOTS: 3,
+  /** Hold mark of a task inside the thread Semaphore. */
+  MARK_TSEM: 4,
+  // --- end tsem ---
   /** First slot: slot i of Worker w is SLOTS + w * SLOT_WORDS + i. */
   SLOTS: 8,
   /** Words per Worker: HEARTBEAT, one hold mark per task, SYNC_WAIT. */

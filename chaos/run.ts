@@ -18,7 +18,13 @@
 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { InterProcessLock, InterProcessReaderWriterLock, Lock, ReaderWriterLock } from "../mod.ts";
+import {
+  InterProcessLock,
+  InterProcessReaderWriterLock,
+  Lock,
+  ReaderWriterLock,
+  Semaphore,
+} from "../mod.ts";
 import { CounterFile, now, rng, SHARED } from "./_common.ts";
 
 const { values: args } = parseArgs({
@@ -72,6 +78,9 @@ const totals = { kills: 0, killedHolders: 0, terminations: 0, recoveries: 0, spa
 
 const lock = new Lock();
 const rw = new ReaderWriterLock();
+// --- thread Semaphore kind (tsem) ---
+const tsem = new Semaphore(SHARED.TSEM_SLOTS);
+// --- end tsem ---
 const shared = new SharedArrayBuffer((SHARED.SLOTS + MAX_SLOTS * SHARED.SLOT_WORDS) * 4);
 const words = new Int32Array(shared);
 
@@ -81,6 +90,8 @@ interface WorkerEntry {
   index: number;
   lockId: number;
   rwId: number;
+  /** Its thread Semaphore attachment id (tsem). */
+  tsemId: number;
   terminatedAt?: number;
   lastBeat?: number;
   stableSince?: number;
@@ -96,7 +107,7 @@ async function spawnWorker(): Promise<void> {
   if (index >= MAX_SLOTS) throw new Error("out of Worker slots");
   const name = String(index);
   const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-  const ready = new Promise<{ lockId: number; rwId: number }>((resolve, reject) => {
+  const ready = new Promise<{ lockId: number; rwId: number; tsemId: number }>((resolve, reject) => {
     worker.onmessage = (e) => resolve(e.data);
     worker.onerror = (e) => {
       e.preventDefault();
@@ -107,6 +118,7 @@ async function spawnWorker(): Promise<void> {
   worker.postMessage({
     lock: lock.buffer,
     rw: rw.buffer,
+    tsem: tsem.buffer,
     shared,
     index,
     name,
@@ -114,8 +126,8 @@ async function spawnWorker(): Promise<void> {
     seed: Math.floor(random() * 2 ** 31),
     pause,
   });
-  const { lockId, rwId } = await ready;
-  workers.set(name, { worker, name, index, lockId, rwId });
+  const { lockId, rwId, tsemId } = await ready;
+  workers.set(name, { worker, name, index, lockId, rwId, tsemId });
   totals.spawns++;
 }
 
@@ -147,6 +159,12 @@ function recoverDead(): void {
     }
     if (t - entry.stableSince! < 150 || entry.recovered) continue;
     entry.recovered = true;
+    // --- thread Semaphore kind (tsem): undo the dead tasks' live count before their slots go ---
+    for (let task = 0; task < SHARED.TASKS; task++) {
+      const mark = SHARED.SLOTS + entry.index * SHARED.SLOT_WORDS + 1 + task;
+      if (Atomics.load(words, mark) === SHARED.MARK_TSEM) Atomics.sub(words, SHARED.TSEM_INSIDE, 1);
+    }
+    // --- end tsem ---
     // Clear its hold marks first: once released, another holder may enter.
     for (let task = 0; task < SHARED.TASKS; task++) {
       Atomics.store(words, SHARED.SLOTS + entry.index * SHARED.SLOT_WORDS + 1 + task, 0);
@@ -160,6 +178,13 @@ function recoverDead(): void {
       recoveries.push(`F trw w${entry.name}. ${at}`);
       totals.recoveries++;
     }
+    // --- thread Semaphore kind (tsem): each slot of the dead attachment comes back once ---
+    const slots = tsem.forceRelease(entry.tsemId);
+    if (slots > 0) {
+      for (let i = 0; i < slots; i++) recoveries.push(`F tsem w${entry.name}. ${at}`);
+      totals.recoveries += slots;
+    }
+    // --- end tsem ---
   }
 }
 
@@ -311,6 +336,7 @@ let nextTerminate = start + random() * terminateEvery * 2;
 let nextSample = start;
 let nextProgress = start + 5000;
 const progress = { tl: -1, trw: -1, ipl: -1, prw: -1 };
+let tsemProgress = -1; // thread Semaphore kind (tsem)
 const counterReaders = {
   ipl: new CounterFile(join(dir, "ipl.counter")),
   prw: new CounterFile(join(dir, "prw.counter")),
@@ -362,6 +388,11 @@ while (performance.now() < end) {
       }
       progress[k] = seen[k];
     }
+    // --- thread Semaphore kind (tsem) ---
+    const entries = Atomics.load(words, SHARED.TSEM_ENTRIES);
+    if (entries === tsemProgress) violations.push(`stall: no entry into tsem for 5 s (${entries})`);
+    tsemProgress = entries;
+    // --- end tsem ---
   }
 }
 
@@ -387,7 +418,7 @@ for (const entry of [...workers.values()]) terminateWorker(entry);
 // threads can end (they run on until they next reach JavaScript).
 const zombieThreads = workerThreads();
 for (let round = 0; round < 40; round++) {
-  for (const buffer of [lock.buffer, rw.buffer]) {
+  for (const buffer of [lock.buffer, rw.buffer, tsem.buffer]) {
     const v = new Int32Array(buffer);
     for (let i = 0; i < v.length; i++) Atomics.notify(v, i);
   }
@@ -421,6 +452,14 @@ if (threadsLeft > 0) violations.push(`${threadsLeft} Worker threads left behind`
     if (take()) give();
     else violations.push(`${name} cannot be taken at the end`);
   }
+  // --- thread Semaphore kind (tsem): every slot can be taken at the end ---
+  let taken = 0;
+  while (tsem.acquireSync({ blocking: false })) taken++;
+  for (let i = 0; i < taken; i++) tsem.release();
+  if (taken !== SHARED.TSEM_SLOTS) {
+    violations.push(`Semaphore: ${taken} of ${SHARED.TSEM_SLOTS} slots can be taken at the end`);
+  }
+  // --- end tsem ---
   if (rw.hasPendingWriters) {
     // Diagnose: the state word and the owners of the tickets still in flight
     // (word indices as documented at the top of locks/thread/_raw_rwlock.ts).
@@ -567,6 +606,35 @@ for (const name of ["ipl", "prw", "tl", "trw"]) {
     if (!ended.has(iv)) active.add(iv);
   }
 }
+// --- thread Semaphore kind (tsem): never more than TSEM_SLOTS holders at once ---
+let tsemMost = 0;
+{
+  const events: [number, 0 | 1, Interval][] = [];
+  for (const iv of intervals) {
+    if (iv.lock === "tsem") events.push([iv.start, 1, iv], [iv.end, 0, iv]);
+  }
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const active = new Set<Interval>(), ended = new Set<Interval>();
+  for (const [, isStart, iv] of events) {
+    if (!isStart) {
+      if (!active.delete(iv)) ended.add(iv);
+      continue;
+    }
+    if (active.size + 1 > SHARED.TSEM_SLOTS) {
+      overlaps.push(
+        `tsem: ${
+          active.size + 1
+        } holders at once, a ${SHARED.TSEM_SLOTS}-slot Semaphore: ${iv.holder} ` +
+          `[${iv.start}, ${iv.end}] (${iv.how}) with ${
+            [...active].map((o) => `${o.holder} [${o.start}, ${o.end}] (${o.how})`).join(", ")
+          }`,
+      );
+    }
+    if (!ended.has(iv)) active.add(iv);
+    tsemMost = Math.max(tsemMost, active.size);
+  }
+}
+// --- end tsem ---
 violations.push(...overlaps.slice(0, 20));
 if (overlaps.length > 20) violations.push(`... and ${overlaps.length - 20} more overlaps`);
 
@@ -666,6 +734,12 @@ for (const name of ["ipl", "prw", "tl", "trw"]) {
     } write, ${n.filter((i) => !i.write).length} read)`,
   );
 }
+// --- thread Semaphore kind (tsem) ---
+console.log(
+  `    tsem ${String(intervals.filter((i) => i.lock === "tsem").length).padStart(8)}  ` +
+    `(most holders at once ${tsemMost} of ${SHARED.TSEM_SLOTS} slots)`,
+);
+// --- end tsem ---
 console.log(
   `  SIGKILLs                          ${totals.kills} (${totals.killedHolders} of holders)`,
 );

@@ -5,12 +5,14 @@
 
 /// <reference lib="deno.worker" />
 
-import { Lock, ReaderWriterLock } from "../mod.ts";
+import { Lock, ReaderWriterLock, Semaphore } from "../mod.ts";
 import { Journal, rng, SHARED, spin } from "./_common.ts";
 
 interface Start {
   lock: SharedArrayBuffer;
   rw: SharedArrayBuffer;
+  /** The thread Semaphore's buffer (tsem kind). */
+  tsem: SharedArrayBuffer;
   shared: SharedArrayBuffer;
   index: number;
   name: string;
@@ -24,7 +26,8 @@ self.onmessage = (e: MessageEvent<Start>) => {
   const s = e.data;
   const lock = Lock.from(s.lock);
   const rw = ReaderWriterLock.from(s.rw);
-  self.postMessage({ ready: true, lockId: lock.id, rwId: rw.id });
+  const tsem = Semaphore.from(s.tsem);
+  self.postMessage({ ready: true, lockId: lock.id, rwId: rw.id, tsemId: tsem.id });
   const words = new Int32Array(s.shared);
   const base = SHARED.SLOTS + s.index * SHARED.SLOT_WORDS;
   const journal = new Journal(s.journal);
@@ -83,10 +86,141 @@ self.onmessage = (e: MessageEvent<Start>) => {
     Atomics.store(words, base + 1 + task, SHARED.MARK_NONE);
   }
 
+  // --- thread Semaphore kind (tsem) ---
+  /**
+   * A section under the thread Semaphore: the hold mark and the live count of
+   * holders (SHARED.TSEM_INSIDE) are set and checked in one synchronous step,
+   * so a terminate() lands before or after both; the supervisor undoes the
+   * count of a dead Worker's marked tasks before it force-releases its slots.
+   */
+  async function tsemSection(task: number, sync: boolean): Promise<void> {
+    const holder = `w${s.name}.${task}`;
+    Atomics.store(words, base + 1 + task, SHARED.MARK_TSEM);
+    const inside = Atomics.add(words, SHARED.TSEM_INSIDE, 1) + 1;
+    Atomics.add(words, SHARED.TSEM_ENTRIES, 1);
+    if (inside > SHARED.TSEM_SLOTS) {
+      Atomics.add(words, SHARED.VIOLATIONS, 1);
+      console.error(
+        `chaos worker ${s.name}: ${inside} holders inside a ${SHARED.TSEM_SLOTS}-slot Semaphore`,
+      );
+    }
+    journal.write(`E tsem s ${holder} ${tick()} ${inside}`);
+    const hold = random() * 3;
+    if (sync) spin(hold, beat);
+    else await new Promise((r) => setTimeout(r, hold));
+    beat();
+    journal.write(`X tsem s ${holder} ${tick()} ${inside}`);
+    Atomics.sub(words, SHARED.TSEM_INSIDE, 1);
+    Atomics.store(words, base + 1 + task, SHARED.MARK_NONE);
+  }
+
+  /** One attempt on the thread Semaphore, in a style drawn at random; journals its outcome. */
+  async function tsemRound(task: number): Promise<void> {
+    const holder = `w${s.name}.${task}`;
+    const styles = task === 0
+      ? [
+        "sync",
+        "syncTimeout",
+        "try",
+        "async",
+        "asyncTimeout",
+        "abort",
+        "with",
+        "withSync",
+        "guard",
+      ]
+      : ["async", "asyncTimeout", "abort", "with", "guard", "try"];
+    let style = styles[Math.floor(random() * styles.length)];
+    if (style === "sync" && busy !== 0) style = "syncTimeout";
+    busy++;
+    if (style === "sync") Atomics.store(words, base + SHARED.SYNC_WAIT, 1);
+    const timeout = 1 + random() * 20;
+    let outcome: "ok" | "T" | "A" | "B" = "ok";
+    try {
+      switch (style) {
+        case "sync":
+        case "syncTimeout":
+        case "try": {
+          const o = style === "sync"
+            ? undefined
+            : style === "try"
+            ? { blocking: false }
+            : { timeout };
+          if (tsem.acquireSync(o)) {
+            try {
+              await tsemSection(task, true);
+            } finally {
+              tsem.release();
+            }
+          } else outcome = style === "try" ? "B" : "T";
+          break;
+        }
+        case "async":
+        case "asyncTimeout":
+        case "abort": {
+          const c = new AbortController();
+          const timer = style === "abort" ? setTimeout(() => c.abort(), timeout) : undefined;
+          try {
+            const o = style === "async"
+              ? undefined
+              : style === "abort"
+              ? { signal: c.signal }
+              : { timeout };
+            if (await tsem.acquire(o)) {
+              try {
+                await tsemSection(task, false);
+              } finally {
+                tsem.release();
+              }
+            } else outcome = "T";
+          } catch (error) {
+            if (!c.signal.aborted) throw error;
+            outcome = "A";
+          } finally {
+            clearTimeout(timer);
+          }
+          break;
+        }
+        case "with":
+          await tsem.withLock(() => tsemSection(task, false), { timeout: timeout * 5 });
+          break;
+        case "withSync": {
+          // withLockSync's callback is synchronous: the section's hold spins.
+          let section: Promise<void> | undefined;
+          tsem.withLockSync(() => {
+            section = tsemSection(task, true);
+          }, { timeout });
+          await section;
+          break;
+        }
+        case "guard": {
+          await using _g = await tsem.lock({ timeout: timeout * 5 });
+          await tsemSection(task, false);
+          break;
+        }
+      }
+    } catch (error) {
+      if ((error as Error)?.name === "LockTimeoutError") outcome = "T";
+      else throw error;
+    } finally {
+      busy--;
+      if (style === "sync") Atomics.store(words, base + SHARED.SYNC_WAIT, 0);
+    }
+    if (outcome !== "ok") journal.write(`${outcome} tsem s ${holder} ${tick()}`);
+  }
+  // --- end tsem ---
+
   async function run(task: number): Promise<never> {
     const holder = `w${s.name}.${task}`;
     for (;;) {
       beat();
+      // --- thread Semaphore kind (tsem): a quarter of the rounds ---
+      if (random() < 0.25) {
+        await tsemRound(task);
+        await new Promise((r) => setTimeout(r, random() * s.pause));
+        continue;
+      }
+      // --- end tsem ---
       const kind = random() < 0.5 ? "tl" : "trw";
       const write = kind === "tl" || random() < 0.5;
       const mode = write ? "w" : "r";

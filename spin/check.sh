@@ -49,6 +49,7 @@ run() {
 LOCK_CFGS=("-DNP=3 -DROUNDS=1 -DSHARED=1" "-DNP=2 -DROUNDS=3 -DSHARED=0")
 RW_CFGS=("-DNW=2 -DNR=1 -DSHAREW=1" "-DNW=1 -DNR=2 -DMAXR=1 -DSHARER=1" "-DNW=1 -DNR=1 -DROUNDS=2"
   "-DNW=2 -DNR=0")
+SEM_CFGS=("-DCFG=1" "-DCFG=2" "-DCFG=3") # Semaphore: see spin/semaphore.pml's header
 
 # Mapping check: every "<file> ... L<n>: Atomics.<op>" comment in a model must name
 # an Atomics operation that is on line n of that file, so the models cannot
@@ -100,6 +101,20 @@ if [ "${1:-}" = --mutants ]; then
     done
     [ $caught = 1 ] && echo "  -> $mut caught" || { echo "  -> $mut SURVIVED"; survived=$((survived + 1)); }
   done
+  # --- Semaphore (spin/semaphore.pml) ---
+  for mut in MUT_SEM_LOAD_FIRST MUT_SEM_COUNT_LATE MUT_SEM_NO_BUMP MUT_SEM_TAKE_SPLIT; do
+    caught=0
+    for cfg in "${SEM_CFGS[@]}"; do
+      for prop in safety liveness; do
+        # Caught only by a counterexample (errors >= 1), never by a model that fails to build.
+        out=$(run semaphore "$cfg" $prop $mut)
+        printf '%-22s %s\n' "$mut" "$out"
+        grep -qE 'errors [1-9]' <<<"$out" && caught=1
+      done
+    done
+    [ $caught = 1 ] && echo "  -> $mut caught" || { echo "  -> $mut SURVIVED"; survived=$((survived + 1)); }
+  done
+  # --- end Semaphore ---
   echo "mutants: $survived survived, $((SECONDS - start)) s"
   [ $survived = 0 ]
   exit
@@ -118,6 +133,15 @@ for cfg in "${RW_CFGS[@]}"; do
     total=$((total + 1)); run rwlock "$cfg" $prop || failed=$((failed + 1))
   done
 done
+# --- Semaphore (spin/semaphore.pml) ---
+total=$((total + 1))
+mapping semaphore _raw_semaphore.ts || failed=$((failed + 1))
+for cfg in "${SEM_CFGS[@]}"; do
+  for prop in safety liveness; do
+    total=$((total + 1)); run semaphore "$cfg" $prop || failed=$((failed + 1))
+  done
+done
+# --- end Semaphore ---
 echo "spin: $((total - failed))/$total runs clean, $failed failed, $((SECONDS - start)) s" \
   "(safety = mutual exclusion, writer preference, FIFO, counters at rest, no deadlock;" \
   "liveness = no lost wake-up under weak fairness)"

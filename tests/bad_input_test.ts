@@ -628,6 +628,100 @@ Deno.test("Lock methods refuse bad options and bad ids, and the lock still works
   lock.release();
 });
 
+// --- Semaphore (locks/thread/semaphore.ts) ---
+cover("Semaphore");
+Deno.test("Semaphore refuses bad slot counts, foreign buffers, bad options and bad ids, and still works", async () => {
+  for (const bad of [0, -1, 1.5, 1025, NaN, Infinity, -Infinity, 2 ** 31]) {
+    expectThrow(() => new mod.Semaphore(bad), RangeError, rendering(bad), `new Semaphore(${bad})`);
+  }
+  for (const bad of ["3", undefined, null, 3n, {}, [2], true]) {
+    expectThrow(
+      () => new mod.Semaphore(bad as unknown as number),
+      TypeError,
+      typeof bad === "bigint" ? "3n" : rendering(bad),
+      `new Semaphore(${rendering(bad)})`,
+    );
+  }
+  const sem = new mod.Semaphore(2);
+  for (const [buffer, mention, label] of foreignBuffers(sem.buffer)) {
+    expectThrow(
+      () => mod.Semaphore.from(buffer as SharedArrayBuffer),
+      TypeError,
+      mention,
+      `Semaphore.from(${label})`,
+    );
+  }
+  expectThrow(
+    () => mod.Semaphore.from(new Lock().buffer),
+    TypeError,
+    "Semaphore",
+    "Semaphore.from(a Lock's buffer)",
+  );
+  const o = (x: unknown) => x as undefined;
+  let guard: { release(): void } | undefined;
+  await sweepOptions([
+    { name: "acquire", async: true, call: (x) => sem.acquire(o(x)), release: () => sem.release() },
+    {
+      name: "acquireSync",
+      async: false,
+      call: (x) => sem.acquireSync(o(x)),
+      release: () => sem.release(),
+    },
+    {
+      name: "lock",
+      async: true,
+      call: async (x) => (guard = await sem.lock(o(x))),
+      release: () => guard!.release(),
+    },
+    {
+      name: "lockSync",
+      async: false,
+      call: (x) => (guard = sem.lockSync(o(x))),
+      release: () => guard!.release(),
+    },
+    { name: "withLock", async: true, call: (x) => sem.withLock(() => {}, o(x)), release: () => {} },
+    {
+      name: "withLockSync",
+      async: false,
+      call: (x) => sem.withLockSync(() => {}, o(x)),
+      release: () => {},
+    },
+  ], "Semaphore");
+  for (const id of [NaN, 1.5, "1", null, undefined, Infinity]) {
+    expectThrow(
+      () => sem.forceRelease(id as number),
+      TypeError,
+      rendering(id),
+      `Semaphore.forceRelease(${rendering(id)})`,
+    );
+  }
+  const other = mod.Semaphore.from(sem.buffer);
+  other.acquireSync();
+  for (const id of [0, -1, 2 ** 31, 2 ** 32 + other.id, -(2 ** 53), Number.MAX_SAFE_INTEGER]) {
+    assert.equal(sem.forceRelease(id), 0, `Semaphore.forceRelease(${id})`);
+  }
+  assert.equal(sem.available, 1);
+  other.release();
+  expectThrow(() => sem.release(), LockError, "no slot held", "Semaphore.release() when none held");
+  for (const bad of [undefined, null, 42]) {
+    await expectReject(
+      () => sem.withLock(bad as unknown as () => void),
+      TypeError,
+      rendering(bad),
+      `Semaphore.withLock(${rendering(bad)})`,
+    );
+    expectThrow(
+      () => sem.withLockSync(bad as unknown as () => void),
+      TypeError,
+      rendering(bad),
+      `Semaphore.withLockSync(${rendering(bad)})`,
+    );
+  }
+  assert.equal(sem.available, 2);
+  assert.equal(sem.held, 0);
+});
+// --- end Semaphore ---
+
 cover("ReaderWriterLock");
 Deno.test({
   name: "ReaderWriterLock refuses foreign buffers and bad options, and still works",
