@@ -74,6 +74,9 @@ export class SemaphoreFile {
   users = 0;
   /** Slots this isolate holds. */
   held = 0;
+  /** Idle descriptors on `path` itself (every slot where the OS has byte ranges). */
+  readonly #idleMain: Handle[] = [];
+  /** Idle descriptors on the other files: macOS's slot files and turnstile. */
   readonly #idle = new Map<string, Handle[]>();
   readonly #queue: Queued[] = [];
   #driving = false;
@@ -99,14 +102,20 @@ export class SemaphoreFile {
     return [k === TURNSTILE ? `${this.path}.turnstile` : `${this.path}.slot-${k}`, undefined];
   }
 
+  #idleOf(file: string): Handle[] {
+    if (file === this.path) return this.#idleMain;
+    let idle = this.#idle.get(file);
+    if (idle === undefined) this.#idle.set(file, idle = []);
+    return idle;
+  }
+
   #take(file: string): Handle {
-    return this.#idle.get(file)?.pop() ?? openLockFile(file);
+    return this.#idleOf(file).pop() ?? openLockFile(file);
   }
 
   #give(file: string, handle: Handle): void {
     const m = mechanism();
-    let idle = this.#idle.get(file);
-    if (idle === undefined) this.#idle.set(file, idle = []);
+    const idle = this.#idleOf(file);
     if (idle.length < MAX_IDLE && this.users > 0 && m.keepsIdleHandles) idle.push(handle);
     else m.close(handle);
   }
@@ -114,25 +123,41 @@ export class SemaphoreFile {
   /** One attempt at every slot, from 0 up. @returns the slot taken, or undefined when all are busy. */
   tryAcquire(): HeldSlot | undefined {
     const m = mechanism();
-    let file: string | undefined;
-    let handle: Handle | undefined;
+    if (!m.byteRanges) return this.#tryFiles();
+    // Fast path (Linux, Windows): one descriptor tries byte 0, 1, … in turn.
+    const handle = this.#take(this.path);
+    let k = -1;
     try {
-      for (let k = 0; k < this.slots; k++) {
-        const [f, byte] = this.#place(k);
-        if (f !== file) {
-          if (handle !== undefined) this.#give(file!, handle);
-          handle = undefined;
-          handle = this.#take(file = f);
-        }
-        if (m.tryLock(handle!, true, f, byte)) {
-          const held = { handle: handle!, slot: k };
-          handle = undefined;
-          this.held++;
-          return held;
+      for (let i = 0; i < this.slots; i++) {
+        if (m.tryLock(handle, true, this.path, i)) {
+          k = i;
+          break;
         }
       }
     } finally {
-      if (handle !== undefined) this.#give(file!, handle);
+      if (k < 0) this.#give(this.path, handle);
+    }
+    if (k < 0) return undefined;
+    this.held++;
+    return { handle, slot: k };
+  }
+
+  /** tryAcquire where slots are files (macOS): a descriptor per slot file. */
+  #tryFiles(): HeldSlot | undefined {
+    const m = mechanism();
+    for (let k = 0; k < this.slots; k++) {
+      const [file] = this.#place(k);
+      const handle = this.#take(file);
+      let locked = false;
+      try {
+        locked = m.tryLock(handle, true, file);
+      } finally {
+        if (!locked) this.#give(file, handle);
+      }
+      if (locked) {
+        this.held++;
+        return { handle, slot: k };
+      }
     }
     return undefined;
   }
@@ -140,7 +165,8 @@ export class SemaphoreFile {
   /** Gives back a slot. The count drops even when the OS complains. */
   release(held: HeldSlot): void {
     this.held--;
-    const [file, byte] = this.#place(held.slot);
+    let file = this.path, byte: number | undefined = held.slot;
+    if (!mechanism().byteRanges) [file, byte] = this.#place(held.slot);
     try {
       mechanism().unlock(held.handle, file, byte);
     } finally {
@@ -301,6 +327,7 @@ export class SemaphoreFile {
   retire(): void {
     if (--this.users > 0) return;
     const m = mechanism();
+    for (const h of this.#idleMain.splice(0)) m.close(h);
     for (const handles of this.#idle.values()) for (const h of handles.splice(0)) m.close(h);
     if (this.held === 0 && !this.#driving) files.delete(`${this.slots}:${this.path}`);
   }
