@@ -21,6 +21,7 @@ import { type Figure, format } from "./_report.ts";
 import { renderSvg } from "./_svg.ts";
 import { type Party, spawnParty, summarize } from "./_parties.ts";
 import { workerFigures } from "./_workers.ts";
+import { semaphoreFigures } from "./_semaphore.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -365,6 +366,7 @@ if (python) {
 // --- 5. Workers -------------------------------------------------------------------
 
 const workers = await workerFigures(add, skip);
+const semaphores = await semaphoreFigures(add, skip); // InterProcessSemaphore (bench/_semaphore.ts)
 
 // --- report -------------------------------------------------------------------------
 
@@ -486,6 +488,28 @@ for (const mode of ["sync", "async"]) {
     met: w === undefined ? undefined : w.p99 <= 2 * w.holdNs,
   });
 }
+
+// --- InterProcessSemaphore targets (bench/_semaphore.ts) ---
+{
+  const p = semaphores.pair;
+  targets.push({
+    target: "InterProcessSemaphore acquireSync()+release() ≤ 1.5 × InterProcessLock's",
+    measured: p === undefined
+      ? "not measured (see skips)"
+      : `${format(p.semaphore, "ns")} / ${format(p.lock, "ns")} = ${
+        (p.semaphore / p.lock).toFixed(2)
+      }×`,
+    met: p === undefined ? undefined : p.semaphore <= 1.5 * p.lock,
+  });
+  const pl = semaphores.handoff.get("portalocker");
+  const vs = pl ? ` (portalocker BoundedSemaphore p50 ${format(pl.p50, "ns")})` : "";
+  for (const mode of ["acquireSync()", "await acquire()"]) {
+    const h = semaphores.handoff.get(mode);
+    absTarget(`InterProcessSemaphore handoff, ${mode} waiter: p50 ≤ 2 ms`, h?.p50, 2e6, vs);
+    absTarget(`InterProcessSemaphore handoff, ${mode} waiter: p99 ≤ 15 ms`, h?.p99, 15e6);
+  }
+}
+// --- end InterProcessSemaphore targets ---
 
 const machine = await describeMachine();
 const lines: string[] = [];
