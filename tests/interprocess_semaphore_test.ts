@@ -14,6 +14,25 @@ import {
   tryLock,
 } from "../mod.ts";
 import { Child, runDeno, tempDir } from "./_helpers.ts";
+import { MAX_SLOT, mechanism, openLockFile } from "../ffi/mod.ts";
+import {
+  F_OFD_GETLK,
+  F_UNLCK,
+  F_WRLCK,
+  flock,
+  FLOCK_L_LEN,
+  FLOCK_L_START,
+  FLOCK_L_TYPE,
+  LIBC,
+  LINUX_SYMBOLS,
+} from "../ffi/linux.ts";
+import {
+  KERNEL32,
+  LOCKFILE_EXCLUSIVE_LOCK,
+  LOCKFILE_FAIL_IMMEDIATELY,
+  overlapped,
+  WINDOWS_SYMBOLS,
+} from "../ffi/windows.ts";
 
 const CHILD = new URL("./fixtures/semaphore_child.ts", import.meta.url);
 
@@ -310,3 +329,113 @@ Deno.test("InterProcessSemaphore without --allow-ffi fails with the LockError th
   assert.equal(out.code, 0, out.stderr);
   assert.match(out.stdout, /^LockError: .*--allow-ffi/);
 });
+
+// --- Slot bytes, as the kernel sees them (Linux; Windows under Wine: tests/windows/run.sh) ---
+
+/**
+ * Whether another descriptor holds a lock on byte `k` of `path`, asked of the
+ * kernel directly: F_OFD_GETLK on Linux, a LockFileEx try on Windows.
+ */
+function byteBusy(path: string, k: number): boolean {
+  const m = mechanism();
+  const handle = m.open(path)!;
+  try {
+    if (Deno.build.os === "linux") {
+      const { fcntl } = Deno.dlopen(LIBC, { fcntl: LINUX_SYMBOLS.fcntl }).symbols;
+      const query = flock(F_WRLCK, k);
+      assert.equal(fcntl(handle as number, F_OFD_GETLK, query), 0);
+      const view = new DataView(query.buffer);
+      const type = view.getInt16(FLOCK_L_TYPE, true);
+      if (type === F_UNLCK) return false;
+      assert.equal(view.getBigInt64(FLOCK_L_START, true), BigInt(k), "the lock starts at byte k");
+      assert.equal(view.getBigInt64(FLOCK_L_LEN, true), 1n, "and is one byte long");
+      return true;
+    }
+    const kernel32 = Deno.dlopen(KERNEL32, WINDOWS_SYMBOLS);
+    try {
+      const { LockFileEx, UnlockFileEx } = kernel32.symbols;
+      const at = overlapped(k);
+      const flags = LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY;
+      if (!LockFileEx(handle as Deno.PointerObject, flags, 0, 1, 0, at)) return true;
+      UnlockFileEx(handle as Deno.PointerObject, 0, 1, 0, at);
+      return false;
+    } finally {
+      kernel32.close();
+    }
+  } finally {
+    m.close(handle);
+  }
+}
+
+Deno.test({
+  name:
+    "InterProcessSemaphore: slot k is byte k of the file, the turnstile byte 1024 is taken only while waiting",
+  ignore: Deno.build.os !== "linux" && Deno.build.os !== "windows",
+  fn: async () => {
+    await using dir = await tempDir();
+    const path = dir.file("bytes.sem");
+    const s = new InterProcessSemaphore(path, 3);
+    assert.equal(s.acquireSync(), true);
+    assert.equal(await s.acquire(), true);
+    assert.deepEqual([0, 1, 2, 1024].map((k) => byteBusy(path, k)), [true, true, false, false]);
+    const g = s.lockSync();
+    assert.deepEqual([0, 1, 2, 1024].map((k) => byteBusy(path, k)), [true, true, true, false]);
+    s.release(); // the most recent: slot 2 (the guard's)
+    assert.throws(() => g.release(), LockError);
+    assert.deepEqual([0, 1, 2].map((k) => byteBusy(path, k)), [true, true, false]);
+    assert.equal(s.acquireSync(), true);
+    // All three busy: a waiter that waits forever queues on the turnstile.
+    const waiter = new InterProcessSemaphore(path, 3);
+    const pending = waiter.acquire();
+    assert.equal(byteBusy(path, 1024), true, "the waiting driver holds the turnstile");
+    s.release();
+    assert.equal(await within(pending, 60_000, "the waiter"), true);
+    assert.equal(byteBusy(path, 1024), false, "the turnstile is let go with the queue empty");
+    waiter.release();
+    s.release();
+    s.release();
+    assert.deepEqual([0, 1, 2, 1024].map((k) => byteBusy(path, k)), [false, false, false, false]);
+    // The file is never written.
+    assert.equal((await Deno.stat(path)).size, 0);
+  },
+});
+
+Deno.test({
+  name: "mechanism: a slot locks only its byte; calls without a slot still lock the whole lock",
+  ignore: Deno.build.os !== "linux" && Deno.build.os !== "windows",
+  fn: async () => {
+    await using dir = await tempDir();
+    const path = dir.file("m.lock");
+    const m = mechanism();
+    assert.equal(m.byteRanges, true);
+    const [a, b, c] = [openLockFile(path), openLockFile(path), openLockFile(path)];
+    try {
+      assert.equal(m.tryLock(a, true, path, 5), true);
+      assert.equal(m.tryLock(b, true, path, 5), false, "byte 5 is held");
+      assert.equal(m.tryLock(b, true, path, 6), true, "byte 6 is another slot");
+      assert.equal(m.tryLock(c, true, path, MAX_SLOT), true, "the turnstile byte is apart");
+      assert.equal(byteBusy(path, 5), true);
+      m.unlock(a, path, 5);
+      assert.equal(byteBusy(path, 5), false);
+      assert.equal(m.tryLock(a, true, path, 5), true);
+      m.unlock(a, path, 5);
+      m.unlock(b, path, 6);
+      m.unlock(c, path, MAX_SLOT);
+      // Without a slot: the whole file (Linux) or byte 0 (Windows), as before.
+      assert.equal(m.tryLock(a, true, path), true);
+      assert.equal(m.tryLock(b, true, path), false);
+      assert.equal(m.tryLock(b, true, path, 0), false, "slot 0 meets the lock");
+      m.unlock(a, path);
+      assert.equal(m.tryLock(b, true, path), true);
+      m.unlock(b, path);
+      m.lockSync(a, true, path, 7);
+      assert.equal(await m.lock(b, true, 8), true);
+      assert.equal(m.tryLock(c, true, path, 7), false);
+      m.unlock(a, path, 7);
+      m.unlock(b, path, 8);
+    } finally {
+      for (const h of [a, b, c]) m.close(h);
+    }
+  },
+});
+// --- end slot bytes ---
