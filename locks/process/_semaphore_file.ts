@@ -80,6 +80,8 @@ export class SemaphoreFile {
   readonly #idle = new Map<string, Handle[]>();
   readonly #queue: Queued[] = [];
   #driving = false;
+  /** macOS: `path` itself was opened once (see #tryFiles). */
+  #opened = false;
 
   private constructor(path: string, slots: number) {
     this.path = path;
@@ -145,6 +147,12 @@ export class SemaphoreFile {
   /** tryAcquire where slots are files (macOS): a descriptor per slot file. */
   #tryFiles(): HeldSlot | undefined {
     const m = mechanism();
+    if (!this.#opened) {
+      // Open (or create) `path` itself once, so that a folder or a bad path
+      // fails here as it does on the other systems, naming `path`.
+      m.close(openLockFile(this.path));
+      this.#opened = true;
+    }
     for (let k = 0; k < this.slots; k++) {
       const [file] = this.#place(k);
       const handle = this.#take(file);
