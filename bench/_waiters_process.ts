@@ -9,6 +9,7 @@
 //    one macrotask), the threads the wait added to the waiting process
 //    (/proc/self/status), and the slowest of 5 `await Deno.stat()` during the
 //    wait; the same with Deno's `FsFile#lock(true)`, one file handle per waiter.
+//    And the CPU time 1,000 waiters with a timeout cost per second of waiting.
 // 2. The async cross-process handoff (bench/handoff_child.ts: a holder and a
 //    waiter process, the waiter blocked 3 ms): `await acquire()` against the
 //    bare `nonblocking: true` fcntl(F_OFD_SETLKW) wait (Linux), alternating
@@ -28,6 +29,8 @@ export interface WaitersFigure {
   passMs: number;
   threadsAdded: number;
   statMs: number;
+  /** With --timed: CPU ms the waiting process used over one second of the wait. */
+  cpuMs?: number;
 }
 
 /** What bench/run.ts needs for its targets. */
@@ -41,14 +44,19 @@ export interface WaitersFigures {
 const denoRun = (script: string, args: string[]) =>
   spawnParty(Deno.execPath(), ["run", "--no-lock", "--allow-all", script, ...args]);
 
-async function batch(dir: string, mode: string, n: number): Promise<WaitersFigure> {
-  const path = `${dir}/${mode}-${n}.lock`;
+async function batch(
+  dir: string,
+  mode: string,
+  n: number,
+  flags: string[] = [],
+): Promise<WaitersFigure> {
+  const path = `${dir}/${mode}-${n}${flags.join("")}.lock`;
   await Deno.writeTextFile(path, "");
   const holder = denoRun(`${fixtures}/waiting_room_holder.ts`, ["lock", path]);
   let waiter: Party | undefined;
   try {
     await holder.expect("locked");
-    waiter = denoRun(`${fixtures}/waiting_room_waiter.ts`, [mode, String(n), path]);
+    waiter = denoRun(`${fixtures}/waiting_room_waiter.ts`, [mode, String(n), path, ...flags]);
     const waiting = JSON.parse((await waiter.expect("waiting ")).slice(8));
     await holder.ask("release", "released");
     const done = JSON.parse((await waiter.expect("done ")).slice(5));
@@ -56,6 +64,7 @@ async function batch(dir: string, mode: string, n: number): Promise<WaitersFigur
       passMs: done.passMs,
       threadsAdded: waiting.threadsDuring - waiting.threadsBefore,
       statMs: waiting.statMs,
+      cpuMs: waiting.cpuMs,
     };
   } finally {
     await holder.quit();
@@ -141,6 +150,23 @@ export async function waitersProcessFigures(
       }
     }
     const linux = Deno.build.os === "linux";
+    if (!linux) skip("CPU of 1,000 timed waiters", "read from /proc/self/stat (Linux)");
+    else {
+      const f = await batch(dir, "lock", 1000, ["--timed"]);
+      waiters.set("timed 1000", f);
+      add({
+        section: SECTION,
+        name: "InterProcessLock, 1000 waiters with a timeout: CPU per second of waiting",
+        value: f.cpuMs! * 1e6,
+        unit: "ns",
+        detail:
+          "all in one waiting room, which polls once per maxDelay (10 ms); /proc/self/stat, " +
+          "10 ms ticks",
+        command: "deno run --allow-all bench/_waiters_process.ts: waiters " +
+          "tests/fixtures/waiting_room_waiter.ts lock 1000 FILE --timed",
+        ours: true,
+      });
+    }
     if (!linux) skip("bare nonblocking FFI handoff", "fcntl(F_OFD_SETLKW) is Linux only");
     const waits = linux ? ["wait-async", "wait-ffi-async"] : ["wait-async"];
     const samples = await handoffRounds(dir, waits, rounds, 30);

@@ -21,6 +21,7 @@ interface Waiting {
   threadsBefore: number;
   threadsDuring: number;
   statMs: number;
+  statMedianMs: number;
   parked: number;
 }
 interface Done {
@@ -42,7 +43,12 @@ async function setUp(holderKind: string, waiterArgs: string[], paths: string[]) 
 
 function assertWaitCheap(waiting: Waiting): void {
   // The issue's one timing bound: a file operation is not held up by lock waits.
-  assert.ok(waiting.statMs < 100, `Deno.stat took ${waiting.statMs} ms during the wait`);
+  // The median of 5 tries, so that one hiccup of a loaded machine does not
+  // fail it, while a stall (every stat waits for the lock) still does.
+  assert.ok(
+    waiting.statMedianMs < 100,
+    `Deno.stat took ${waiting.statMedianMs} ms (median of 5) during the wait`,
+  );
   assert.ok(waiting.parked <= MAX_KERNEL_WAITS, `${waiting.parked} kernel waits parked`);
   if (linux) {
     const added = waiting.threadsDuring - waiting.threadsBefore;

@@ -11,8 +11,9 @@
 // Why 4: each waiting room (one per lock file, per mode, per isolate) parks at
 // most one call, so 4 lets four files be waited on at kernel speed at once,
 // which covers the common cases (one lock, a reader-writer pair, a semaphore
-// and its lock) while leaving 28 of the ~32 threads to file operations, and
-// room for a few isolates (Workers) of one process to use the cap too. A room
+// and its lock) while leaving 28 of the ~32 threads to file operations. The
+// pool is per isolate, like this cap: each Worker runs its own (a Worker with
+// 40 parked waits left the main isolate's Deno.stat unaffected). A room
 // that finds the cap reached does not park: it polls (one try per room on one
 // shared timer) and queues here for a slot, which `returnKernelWait()` hands
 // straight to the first in line.
