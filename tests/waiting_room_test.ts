@@ -125,3 +125,18 @@ Deno.test("300 readers waiting behind a writer are all inside together when it l
   assert.equal(record.maxInside, 300);
   assertServedInOrder(record.order, range(300));
 });
+
+Deno.test("1,000 waiters with a timeout wait in one room, park nothing, and pass in order", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("timed.lock");
+  const { holder, waiter, waiting } = await setUp("lock", ["lock", "1000", "--timed"], [path]);
+  await using _h = holder;
+  await using _w = waiter;
+  assertWaitCheap(waiting);
+  assert.equal(waiting.parked, 0, "a timed waiter must not park an uncancellable kernel wait");
+  await holder.send("release");
+  const done = parse<Done>(await waiter.expect("done"));
+  const [record] = done.records;
+  assert.equal(record.maxInside, 1);
+  assertServedInOrder(record.order, range(1000));
+});

@@ -205,7 +205,11 @@ export class LockFile {
     return room.wait(w);
   }
 
-  /** Unlocks `handle` and puts it back. The counts drop even when the OS complains. */
+  /**
+   * Unlocks `handle` and puts it back. The counts drop even when the OS
+   * complains. Rooms of this file that poll poll again at once: the lock may
+   * be theirs now (a parked room is woken by the kernel instead).
+   */
   unlock(handle: Handle, exclusive: boolean): void {
     if (exclusive) this.writers--;
     else this.readers--;
@@ -213,6 +217,7 @@ export class LockFile {
       mechanism().unlock(handle, this.path);
     } finally {
       this.give(handle);
+      for (const room of this.#rooms) pollSoon(room);
     }
   }
 
@@ -489,6 +494,14 @@ function startPolling(room: Room): void {
   room.polls = 1;
   room.due = performance.now() + room.nextDelay();
   polling.add(room);
+  schedulePolls();
+}
+
+/** Makes a polling room's next poll due now, its backoff restarted. */
+function pollSoon(room: Room): void {
+  if (!polling.has(room)) return;
+  room.polls = 1;
+  room.due = performance.now();
   schedulePolls();
 }
 
