@@ -35,6 +35,7 @@ import {
 } from "../ffi/windows.ts";
 
 const CHILD = new URL("./fixtures/semaphore_child.ts", import.meta.url);
+const WORKER = new URL("./fixtures/semaphore_worker.ts", import.meta.url);
 
 /** Rejects when `promise` has not settled after `ms`: a bound on a test, not a timing assertion. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -83,7 +84,7 @@ class Journal {
   }
 }
 
-Deno.test("InterProcessSemaphore admits exactly N of 2N holders at once: processes, objects, async tasks, sync waiters", async () => {
+Deno.test("InterProcessSemaphore admits exactly N of 2N holders at once: processes, a Worker, objects, async tasks, sync waiters", async () => {
   await using dir = await tempDir();
   const path = dir.file("n.sem");
   const N = 3;
@@ -95,6 +96,7 @@ Deno.test("InterProcessSemaphore admits exactly N of 2N holders at once: process
   ];
   const owner = new Map<string, Child | (() => void)>();
   const here: Promise<void>[] = [];
+  const workers: Worker[] = [];
   try {
     for (const child of children) assert.equal(await child.line(), "ready");
     const pumps = children.map(async (child) => {
@@ -109,8 +111,16 @@ Deno.test("InterProcessSemaphore admits exactly N of 2N holders at once: process
         journal.record(line);
       }
     });
-    // Two async holders in this process, on objects of their own.
-    for (const id of ["p1", "p2"]) {
+    // A Worker of this process, waiting in acquireSync() on its own thread.
+    const worker = new Worker(WORKER, { type: "module" });
+    workers.push(worker);
+    worker.onmessage = (e: MessageEvent<string>) => {
+      owner.set(e.data.split(" ")[1], () => worker.postMessage("out"));
+      journal.record(e.data);
+    };
+    worker.postMessage({ path, slots: N, id: "w1" });
+    // An async holder in this process, on an object of its own.
+    for (const id of ["p1"]) {
       const semaphore = new InterProcessSemaphore(path, N);
       here.push((async () => {
         await semaphore.acquire();
@@ -147,6 +157,7 @@ Deno.test("InterProcessSemaphore admits exactly N of 2N holders at once: process
     await Promise.all(pumps);
   } finally {
     for (const child of children) await child[Symbol.asyncDispose]();
+    for (const worker of workers) worker.terminate();
   }
   assert.equal(journal.max, N, "the maximum seen is N");
   assert.equal(journal.entered, 6);

@@ -80,6 +80,8 @@ export class SemaphoreFile {
   readonly #idle = new Map<string, Handle[]>();
   readonly #queue: Queued[] = [];
   #driving = false;
+  /** The turnstile holder's descriptor between two polls (see tryAcquire). */
+  #probe: Handle | undefined;
   /** macOS: `path` itself was opened once (see #tryFiles). */
   #opened = false;
 
@@ -122,12 +124,21 @@ export class SemaphoreFile {
     else m.close(handle);
   }
 
-  /** One attempt at every slot, from 0 up. @returns the slot taken, or undefined when all are busy. */
-  tryAcquire(): HeldSlot | undefined {
+  /**
+   * One attempt at every slot, from 0 up.
+   *
+   * @param polling Keep the descriptor of a failed attempt for the next one
+   *   (the turnstile holder's polls), instead of putting it back: on Windows,
+   *   where idle handles are closed, this spares an open and a close per poll.
+   *   Give it back with #dropProbe() when the polling ends.
+   * @returns the slot taken, or undefined when all are busy.
+   */
+  tryAcquire(polling = false): HeldSlot | undefined {
     const m = mechanism();
     if (!m.byteRanges) return this.#tryFiles();
     // Fast path (Linux, Windows): one descriptor tries byte 0, 1, … in turn.
-    const handle = this.#take(this.path);
+    const handle = this.#probe ?? this.#take(this.path);
+    this.#probe = undefined;
     let k = -1;
     try {
       for (let i = 0; i < this.slots; i++) {
@@ -137,11 +148,19 @@ export class SemaphoreFile {
         }
       }
     } finally {
-      if (k < 0) this.#give(this.path, handle);
+      if (k < 0 && polling) this.#probe = handle;
+      else if (k < 0) this.#give(this.path, handle);
     }
     if (k < 0) return undefined;
     this.held++;
     return { handle, slot: k };
+  }
+
+  /** Puts back the descriptor kept between polls, if any. */
+  #dropProbe(): void {
+    const probe = this.#probe;
+    this.#probe = undefined;
+    if (probe !== undefined) this.#give(this.path, probe);
   }
 
   /** tryAcquire where slots are files (macOS): a descriptor per slot file. */
@@ -228,10 +247,14 @@ export class SemaphoreFile {
 
   /** Polls every slot until one is taken, sleeping (sync) with a short backoff. */
   #pollForever(sleepFor: (n: number) => void): HeldSlot {
-    for (let n = 0;; n++) {
-      const held = this.tryAcquire();
-      if (held !== undefined) return held;
-      sleepFor(n);
+    try {
+      for (let n = 0;; n++) {
+        const held = this.tryAcquire(true);
+        if (held !== undefined) return held;
+        sleepFor(n);
+      }
+    } finally {
+      this.#dropProbe();
     }
   }
 
@@ -276,6 +299,7 @@ export class SemaphoreFile {
       for (const waiter of this.#queue.splice(0)) waiter.reject(error);
     } finally {
       this.#driving = false;
+      this.#dropProbe();
       if (turnstile !== undefined) {
         try {
           if (holds) m.unlock(turnstile, file, byte);
@@ -289,7 +313,7 @@ export class SemaphoreFile {
   /** Hands free slots to the head of the queue, as many as there are. */
   #serve(): void {
     while (this.#queue.length > 0) {
-      const held = this.tryAcquire();
+      const held = this.tryAcquire(true);
       if (held === undefined) return;
       this.#queue.shift()!.resolve(held);
     }
