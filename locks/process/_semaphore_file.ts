@@ -4,7 +4,8 @@
 // Slots. A semaphore of N slots on `path` is N exclusive one-byte locks:
 // slot k is byte k of the file (Linux OFD fcntl, Windows LockFileEx), or,
 // where the OS has no byte ranges (macOS flock), the whole file
-// `<path>.slot-<k>`. The file is never written. Every acquisition locks one
+// `<path>.slot-<k>` (`path` itself is opened once, so that a bad path fails
+// the same way everywhere). The file is never written. Every acquisition locks one
 // slot through a descriptor of its own, so Workers, objects and async tasks
 // count as separate holders, and the kernel frees a dead holder's slot at once
 // (SIGKILL included). An attempt tries the slots from 0 up: the first free
@@ -35,6 +36,9 @@
 //   active (its parked wait could never be resumed while this thread blocks),
 //   it polls the slots directly instead. It throws when this isolate already
 //   holds every slot: only this thread could free one.
+// Cost of polling: one tryLock per slot per poll, on a descriptor the poller
+// keeps between polls; with 1 ms polls and N slots, N system calls a
+// millisecond, for one waiter per isolate and path.
 // Fairness: the turnstile is granted in the kernel's order, and queued async
 // waiters in FIFO order, but a fresh try (or a timed poller) may take a slot
 // that frees before the turnstile holder's next poll.
