@@ -149,7 +149,13 @@ async function runSemaphore(task: number): Promise<void> {
   };
   const styles = ["sync", "syncTimeout", "try", "async", "asyncTimeout", "abort", "with", "guard"];
   while (!stopping) {
-    const style = styles[Math.floor(random() * styles.length)];
+    let style = styles[Math.floor(random() * styles.length)];
+    // As for the locks (see busyHere): a sync wait with no timeout only when
+    // no other task of this process holds or waits for anything, or two
+    // processes can each block their thread waiting for what the other's
+    // frozen task holds (a slot here, the lock there).
+    if (style === "sync" && busyHere > 0) style = "syncTimeout";
+    busyHere++;
     const timeout = 1 + random() * 30;
     const controller = new AbortController();
     const timer = style === "abort" ? setTimeout(() => controller.abort(), timeout) : undefined;
@@ -185,6 +191,7 @@ async function runSemaphore(task: number): Promise<void> {
       } else throw error;
     } finally {
       clearTimeout(timer);
+      busyHere--;
     }
     if (outcome !== "ok") journal.write(`${outcome} psem w ${holder} ${now()}`);
     await new Promise((r) => setTimeout(r, random() * pause));
