@@ -72,7 +72,7 @@ import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { badArgument, misuse } from "../../errors.ts";
 import type { Guard } from "../guard.ts";
-import { MAX_TIMER, pollSync, type Waiting, waitsForever } from "../_options.ts";
+import { MAX_TIMER, pollSync, sleep, type Waiting, waitsForever } from "../_options.ts";
 import { queueForKernelWait, returnKernelWait, tryTakeKernelWait } from "./_kernel_waits.ts";
 
 /** One lock file as this isolate sees it. */
@@ -201,6 +201,13 @@ export class LockFile {
     if (once || room.empty) {
       const handle = this.tryLock(exclusive);
       if (handle !== undefined || once) return Promise.resolve(handle);
+    }
+    // Fast path for the first to wait: with nobody queued and a kernel slot
+    // free, it parks the room's kernel wait itself and gets its result straight
+    // back (the fewest steps between the kernel's grant and the caller); later
+    // arrivals queue behind it.
+    if (room.empty && !room.parked && waitsForever(w) && tryTakeKernelWait()) {
+      return room.parkFirst();
     }
     return room.wait(w);
   }
@@ -367,6 +374,51 @@ class Room {
     else this.#park();
   }
 
+  /**
+   * The fast path of {@linkcode LockFile.lock}: the caller, first in an empty
+   * room, has taken a kernel slot; it parks the room's kernel wait and is the
+   * head the grant goes to. Waiters that arrive meanwhile queue behind it.
+   */
+  async parkFirst(): Promise<Handle> {
+    const file = this.#file;
+    const m = mechanism();
+    let handle: Handle | undefined;
+    this.parked = true;
+    try {
+      handle = file.take();
+      for (;;) {
+        if (await m.lock(handle, this.#exclusive)) break;
+        // As in #parkEnded: a sync try tells an interruption (busy) from a refusal (throws).
+        if (m.tryLock(handle, this.#exclusive, file.path)) break;
+        await sleep(1);
+      }
+    } catch (error) {
+      if (handle !== undefined) file.give(handle);
+      this.parked = false;
+      returnKernelWait();
+      this.pump();
+      throw error;
+    }
+    this.parked = false;
+    returnKernelWait();
+    file.held(handle, this.#exclusive);
+    // Nothing else to do unless others queued meanwhile (a parked room neither
+    // polls nor asks for a slot): the handoff's latency is this path's length.
+    if (this.#queue.size > 0) {
+      if (this.#exclusive) this.pump();
+      // Readers that queued meanwhile get in too, right after this one: a
+      // microtask queued now runs before the caller's continuation, and the
+      // readers it lets in continue after it, in arrival order.
+      else {
+        queueMicrotask(() => {
+          this.#admitReaders();
+          this.pump();
+        });
+      }
+    }
+    return handle;
+  }
+
   /** Parks the room's kernel wait; it owns one slot until the call returns. */
   #park(): void {
     stopPolling(this);
@@ -464,7 +516,12 @@ class Room {
     }
     this.#leave(head);
     head.resolve(handle);
-    if (this.#exclusive) return;
+    if (!this.#exclusive) this.#admitReaders();
+  }
+
+  /** While this isolate holds the shared lock: lets every waiting reader in, each on a descriptor of its own. */
+  #admitReaders(): void {
+    const file = this.#file;
     for (const next of this.#queue) {
       let shared: Handle | undefined;
       try {
