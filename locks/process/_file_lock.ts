@@ -28,7 +28,9 @@
 // that wait at kernel speed, just as it wakes waiters in other processes,
 // which keep their fair chance at the lock. Waiters of one isolate are so
 // served in arrival order, one kernel wait per file and mode however many
-// they are.
+// they are. (The first waiter of an empty room parks the room's wait itself
+// and gets the grant straight back, so that a lone waiter's handoff runs as
+// little JavaScript as a bare `nonblocking` call; it is the head all the same.)
 //
 // Readers: when a room of shared waiters is granted (a writer left), the head
 // gets the granted descriptor, and every other waiting reader of the room
