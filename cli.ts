@@ -8,6 +8,7 @@
  * deno run --allow-ffi --allow-read --allow-write --allow-run jsr:@fasteners/fasteners/cli \
  *   /tmp/backup.lock rsync -a src/ dst/
  * deno task cli -n -E 75 /tmp/cron.lock -c "make nightly"
+ * deno task cli --slots 4 /tmp/encode.lock ffmpeg -i in.mkv out.mp4   # at most 4 at once
  * ```
  *
  * Exit status: the command's own (`128 + N` when signal N ends it); the
@@ -35,6 +36,7 @@ import {
   type AcquireOptions,
   InterProcessLock,
   InterProcessReaderWriterLock,
+  InterProcessSemaphore,
   LockError,
 } from "./mod.ts";
 
@@ -63,6 +65,9 @@ Options:
   -w, --timeout <seconds>       wait at most this long (fractions allowed; 0 = -n)
   -E, --conflict-exit-code <n>  exit status when busy or timed out (default 1)
   -c, --command <command>       run <command> with sh -c (cmd /c on Windows)
+      --slots <n>               at most n commands at once on <lockfile> (1 to 1024),
+                                like GNU parallel's sem -j n; shares the slots with
+                                InterProcessSemaphore(<lockfile>, n)
   -v, --verbose                 report waiting and acquisition time on stderr
   -h, --help                    show this help and exit
       --version                 show the version and exit
@@ -79,6 +84,8 @@ Deno permissions: --allow-ffi --allow-read --allow-write --allow-run
 /** What the command line asks for. */
 interface Request {
   shared: boolean;
+  /** `--slots`: take one slot of a semaphore of this many, instead of a lock. */
+  slots: number | undefined;
   /** Seconds; `Infinity` waits forever, `0` makes one attempt. */
   timeout: number;
   conflictExitCode: number;
@@ -95,7 +102,8 @@ type Parsed = Request | { help: true } | { version: true };
 class UsageError extends Error {}
 
 /** Options that take a value, by every name they answer to. */
-const VALUED: Record<string, "timeout" | "conflict" | "command"> = {
+const VALUED: Record<string, "timeout" | "conflict" | "command" | "slots"> = {
+  "--slots": "slots",
   "-w": "timeout",
   "--timeout": "timeout",
   "--wait": "timeout",
@@ -133,6 +141,7 @@ function parse(args: readonly string[]): Parsed {
   let nonblock = false;
   let verbose = false;
   let timeout = Infinity;
+  let slots: number | undefined;
   let conflictExitCode = 1;
   let shell: string | undefined;
   let i = 0;
@@ -142,8 +151,13 @@ function parse(args: readonly string[]): Parsed {
     if (i + 1 >= args.length) throw new UsageError(`option ${name} needs a value`);
     return args[++i];
   };
-  const setValue = (kind: "timeout" | "conflict" | "command", name: string, value: string) => {
+  const setValue = (
+    kind: "timeout" | "conflict" | "command" | "slots",
+    name: string,
+    value: string,
+  ) => {
     if (kind === "timeout") timeout = parseSeconds(name, value);
+    else if (kind === "slots") slots = parseSlots(name, value);
     else if (kind === "conflict") conflictExitCode = parseExitCode(name, value);
     else shell = value;
   };
@@ -192,6 +206,9 @@ function parse(args: readonly string[]): Parsed {
   }
 
   const rest = args.slice(i);
+  if (slots !== undefined && shared) {
+    throw new UsageError("--slots and --shared cannot be combined: a slot is exclusive");
+  }
   if (rest.length === 0) throw new UsageError("no lock file given");
   const lockfile = rest[0];
   if (lockfile === "") throw new UsageError("the lock file name is empty");
@@ -215,6 +232,7 @@ function parse(args: readonly string[]): Parsed {
   }
   return {
     shared,
+    slots,
     timeout: nonblock ? 0 : timeout,
     conflictExitCode,
     verbose,
@@ -246,6 +264,16 @@ function parseSeconds(name: string, value: string): number {
   return seconds;
 }
 
+function parseSlots(name: string, value: string): number {
+  const slots = /^\d{1,4}$/.test(value) ? Number(value) : NaN;
+  if (!(slots >= 1 && slots <= 1024)) {
+    throw new UsageError(
+      `${name} needs a number of slots from 1 to 1024, got ${JSON.stringify(value)}`,
+    );
+  }
+  return slots;
+}
+
 function parseExitCode(name: string, value: string): number {
   const code = /^\d{1,3}$/.test(value) ? Number(value) : NaN;
   if (!(code >= 0 && code <= 255)) {
@@ -262,7 +290,11 @@ interface HeldLock {
   release(): void;
 }
 
-function makeLock(path: string, shared: boolean): HeldLock {
+function makeLock(path: string, shared: boolean, slots: number | undefined): HeldLock {
+  if (slots !== undefined) {
+    const semaphore = new InterProcessSemaphore(path, slots);
+    return { acquire: (o) => semaphore.acquire(o), release: () => semaphore.release() };
+  }
   if (shared) {
     const rw = new InterProcessReaderWriterLock(path);
     return {
@@ -336,15 +368,17 @@ export async function main(args: readonly string[]): Promise<number> {
 }
 
 async function run(r: Request): Promise<number> {
-  const kind = r.shared ? "shared" : "exclusive";
-  const lock = makeLock(r.lockfile, r.shared);
+  const what = r.slots !== undefined
+    ? `one of ${r.slots} slots`
+    : `${r.shared ? "shared" : "exclusive"} lock`;
+  const lock = makeLock(r.lockfile, r.shared, r.slots);
   const start = performance.now();
   // One attempt first, so that -v can say when it has to wait.
   let acquired = await lock.acquire({ blocking: false });
   if (!acquired && r.timeout > 0) {
     if (r.verbose) {
       const limit = r.timeout === Infinity ? "" : ` (at most ${r.timeout} s)`;
-      say(`waiting for ${kind} lock on ${r.lockfile}${limit}`);
+      say(`waiting for ${what} on ${r.lockfile}${limit}`);
     }
     acquired = await lock.acquire(
       r.timeout === Infinity ? {} : { timeout: r.timeout * 1000 },
@@ -359,7 +393,7 @@ async function run(r: Request): Promise<number> {
   try {
     if (r.verbose) {
       const took = ((performance.now() - start) / 1000).toFixed(6);
-      say(`getting ${kind} lock on ${r.lockfile} took ${took} seconds`);
+      say(`getting ${what} on ${r.lockfile} took ${took} seconds`);
       say(`executing ${r.command[0]}`);
     }
     return await runCommand(r.command, r.rawArguments);

@@ -42,11 +42,15 @@ export {
   interprocessReadLocked,
   interprocessWriteLocked,
 } from "./locks/process/interprocess_reader_writer_lock.ts";
+// InterProcessSemaphore (issue 11, process half)
+export { InterProcessSemaphore } from "./locks/process/interprocess_semaphore.ts";
+// end InterProcessSemaphore
 export { Lock } from "./locks/thread/lock.ts";
 export { ReaderWriterLock } from "./locks/thread/reader_writer_lock.ts";
 export { Semaphore } from "./locks/thread/semaphore.ts";
 export {
   DEFAULT_LOCK_PROPERTY,
+  interprocessSemaphoreLocked,
   locked,
   type LockedMethod,
   readLocked,

@@ -23,6 +23,8 @@ import { type Party, spawnParty, summarize } from "./_parties.ts";
 import { workerFigures } from "./_workers.ts";
 import { WAITER_COUNTS, waitersThreadFigures } from "./_waiters_thread.ts";
 import { semaphoreFigures } from "./_thread_semaphore.ts";
+import { semaphoreFigures as processSemaphoreFigures } from "./_semaphore.ts";
+import { waitersProcessFigures } from "./_waiters_process.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -369,6 +371,8 @@ if (python) {
 const workers = await workerFigures(add, skip);
 const waiters = await waitersThreadFigures(add, skip);
 const semaphore = await semaphoreFigures(add, skip); // thread Semaphore: bench/_thread_semaphore.ts
+const semaphores = await processSemaphoreFigures(add, skip); // InterProcessSemaphore (bench/_semaphore.ts)
+const manyWaiters = await waitersProcessFigures(add, skip); // many async waiters (bench/_waiters_process.ts)
 
 // --- report -------------------------------------------------------------------------
 
@@ -540,6 +544,62 @@ for (const [count, w] of semaphore.waiters) {
   });
 }
 // --- end thread Semaphore targets ---
+// --- InterProcessSemaphore targets (bench/_semaphore.ts) ---
+{
+  const p = semaphores.pair;
+  targets.push({
+    target: "InterProcessSemaphore acquireSync()+release() ≤ 1.5 × InterProcessLock's",
+    measured: p === undefined
+      ? "not measured (see skips)"
+      : `${format(p.semaphore, "ns")} / ${format(p.lock, "ns")} = ${
+        (p.semaphore / p.lock).toFixed(2)
+      }×`,
+    met: p === undefined ? undefined : p.semaphore <= 1.5 * p.lock,
+  });
+  const pl = semaphores.handoff.get("portalocker");
+  const vs = pl ? ` (portalocker BoundedSemaphore p50 ${format(pl.p50, "ns")})` : "";
+  for (const mode of ["acquireSync()", "await acquire()"]) {
+    const h = semaphores.handoff.get(mode);
+    absTarget(`InterProcessSemaphore handoff, ${mode} waiter: p50 ≤ 2 ms`, h?.p50, 2e6, vs);
+    absTarget(`InterProcessSemaphore handoff, ${mode} waiter: p99 ≤ 15 ms`, h?.p99, 15e6);
+  }
+}
+// --- end InterProcessSemaphore targets ---
+
+// --- many async waiters on a process lock (bench/_waiters_process.ts) ---
+for (const n of [1, 32, 1000]) {
+  const f = manyWaiters.waiters.get(`lock ${n}`);
+  const fs = manyWaiters.waiters.get(`fslock ${n}`);
+  const vs = fs
+    ? ` (FsFile#lock(): ${fs.threadsAdded} threads, stat ${fs.statMs.toFixed(1)} ms, all through ${
+      fs.passMs.toFixed(0)
+    } ms)`
+    : "";
+  targets.push({
+    target: `${n} async waiter(s) on one InterProcessLock: Deno.stat meanwhile ≤ 100 ms, ` +
+      "≤ 4 threads added (MAX_KERNEL_WAITS)",
+    measured: f === undefined
+      ? "not measured (see skips)"
+      : `stat ${f.statMs.toFixed(1)} ms, ${f.threadsAdded} threads, all through ${
+        f.passMs.toFixed(0)
+      } ms${vs}`,
+    met: f === undefined ? undefined : f.statMs <= 100 && f.threadsAdded <= 4,
+  });
+}
+{
+  const ours = manyWaiters.handoff.get("await acquire()");
+  const bare = manyWaiters.handoff.get("bare nonblocking");
+  targets.push({
+    target: "async cross-process handoff p50 ≤ 1.2 × the bare nonblocking FFI wait's (same run)",
+    measured: ours === undefined || bare === undefined
+      ? "not measured (see skips)"
+      : `${format(ours.p50, "ns")} / ${format(bare.p50, "ns")} = ${
+        (ours.p50 / bare.p50).toFixed(2)
+      }×`,
+    met: ours === undefined || bare === undefined ? undefined : ours.p50 <= 1.2 * bare.p50,
+  });
+}
+// --- end many async waiters ---
 
 const machine = await describeMachine();
 const lines: string[] = [];

@@ -7,7 +7,8 @@
 //   T|A|B|R <lock> <mode> <holder> <time>     timed out | aborted | busy try | refused
 // <lock>: ipl (InterProcessLock), prw (InterProcessReaderWriterLock),
 //         tl (Lock), trw (ReaderWriterLock), tsem (Semaphore, mode s, <value>:
-//         holders inside counted on entry); <mode>: w or r;
+//         holders inside counted on entry), psem (InterProcessSemaphore of
+//         PSEM_SLOTS slots; mode w, value 0); <mode>: w or r;
 // <time>: now() (CLOCK_MONOTONIC on Linux), milliseconds, for the
 //   process locks; a shared Atomics tick (SHARED.CLOCK) for the thread locks.
 // <value>: the counter read on entry (E) and written (writers) or read again
@@ -145,3 +146,8 @@ export const SHARED = {
   /** Tasks per Worker (slot words 1..TASKS). */
   TASKS: 2,
 } as const;
+
+// --- process semaphore (InterProcessSemaphore; issue 11) ---
+/** Slots of the chaos run's InterProcessSemaphore (file psem.sem): at most this many live holders. */
+export const PSEM_SLOTS = 3;
+// --- end process semaphore ---

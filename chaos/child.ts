@@ -7,8 +7,8 @@
 //
 // Usage: deno run --allow-all chaos/child.ts <run folder> <name> <seed> <pause ms>
 
-import { InterProcessLock, InterProcessReaderWriterLock } from "../mod.ts";
-import { CounterFile, Journal, now, rng, spin } from "./_common.ts";
+import { InterProcessLock, InterProcessReaderWriterLock, InterProcessSemaphore } from "../mod.ts";
+import { CounterFile, Journal, now, PSEM_SLOTS, rng, spin } from "./_common.ts";
 import { join } from "node:path";
 
 const [dir, name, seedText, pauseText] = Deno.args;
@@ -130,12 +130,81 @@ async function run(task: number): Promise<void> {
   }
 }
 
+// --- process semaphore (InterProcessSemaphore; issue 11) ---
+// Tasks 2 and 3 take slots of psem.sem, each on an object of its own, with
+// the same mix of calls; a section journals E/X records with mode w, value 0.
+const psems = [2, 3].map(() => new InterProcessSemaphore(join(dir, "psem.sem"), PSEM_SLOTS));
+
+async function runSemaphore(task: number): Promise<void> {
+  const holder = `p${name}.${task}`;
+  const s = psems[task - 2];
+  const section = async (sync: boolean) => {
+    Deno.stdout.writeSync(out.encode("H\n"));
+    journal.write(`E psem w ${holder} ${now()} 0`);
+    const hold = random() * 2;
+    if (sync) spin(hold);
+    else await new Promise((r) => setTimeout(r, hold));
+    journal.write(`X psem w ${holder} ${now()} 0`);
+    Deno.stdout.writeSync(out.encode("F\n"));
+  };
+  const styles = ["sync", "syncTimeout", "try", "async", "asyncTimeout", "abort", "with", "guard"];
+  while (!stopping) {
+    let style = styles[Math.floor(random() * styles.length)];
+    // As for the locks (see busyHere): a sync wait with no timeout only when
+    // no other task of this process holds or waits for anything, or two
+    // processes can each block their thread waiting for what the other's
+    // frozen task holds (a slot here, the lock there).
+    if (style === "sync" && busyHere > 0) style = "syncTimeout";
+    busyHere++;
+    const timeout = 1 + random() * 30;
+    const controller = new AbortController();
+    const timer = style === "abort" ? setTimeout(() => controller.abort(), timeout) : undefined;
+    const options = style === "try"
+      ? { blocking: false }
+      : style === "syncTimeout" || style === "asyncTimeout"
+      ? { timeout }
+      : style === "abort"
+      ? { signal: controller.signal }
+      : undefined;
+    let outcome = "ok";
+    try {
+      const sync = style === "sync" || style === "syncTimeout" || style === "try";
+      if (style === "with") await s.withLock(() => section(false));
+      else if (style === "guard") {
+        await using _g = await s.lock({ timeout: timeout * 5 });
+        await section(false);
+      } else {
+        const ok = sync ? s.acquireSync(options) : await s.acquire(options);
+        if (ok) {
+          try {
+            await section(sync);
+          } finally {
+            s.release();
+          }
+        } else outcome = style === "try" ? "B" : "T";
+      }
+    } catch (error) {
+      if (controller.signal.aborted && error === controller.signal.reason) outcome = "A";
+      else if ((error as Error)?.name === "LockTimeoutError") outcome = "T";
+      else if ((error as Error)?.name === "LockError" && /wait forever/.test(String(error))) {
+        outcome = "R";
+      } else throw error;
+    } finally {
+      clearTimeout(timer);
+      busyHere--;
+    }
+    if (outcome !== "ok") journal.write(`${outcome} psem w ${holder} ${now()}`);
+    await new Promise((r) => setTimeout(r, random() * pause));
+  }
+}
+// --- end process semaphore ---
+
 // stdin closing (the supervisor's stop) ends the run.
 const stdinClosed = (async () => {
   for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
   stopping = true;
 })();
-await Promise.all([run(0), run(1), stdinClosed]);
+await Promise.all([run(0), run(1), runSemaphore(2), runSemaphore(3), stdinClosed]);
 journal.close();
 counters.ipl.close();
 counters.prw.close();

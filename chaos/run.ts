@@ -25,7 +25,8 @@ import {
   ReaderWriterLock,
   Semaphore,
 } from "../mod.ts";
-import { CounterFile, now, rng, SHARED } from "./_common.ts";
+import { InterProcessSemaphore } from "../mod.ts"; // process semaphore kind
+import { CounterFile, now, PSEM_SLOTS, rng, SHARED } from "./_common.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -460,6 +461,19 @@ if (threadsLeft > 0) violations.push(`${threadsLeft} Worker threads left behind`
     violations.push(`Semaphore: ${taken} of ${SHARED.TSEM_SLOTS} slots can be taken at the end`);
   }
   // --- end tsem ---
+  // --- process semaphore: every slot can be taken at the end ---
+  {
+    const psem = new InterProcessSemaphore(join(dir, "psem.sem"), PSEM_SLOTS);
+    let taken = 0;
+    while (taken < PSEM_SLOTS && psem.acquireSync({ blocking: false })) taken++;
+    if (taken < PSEM_SLOTS) {
+      violations.push(
+        `InterProcessSemaphore: only ${taken} of ${PSEM_SLOTS} slots free at the end`,
+      );
+    }
+    for (; taken > 0; taken--) psem.release();
+  }
+  // --- end process semaphore ---
   if (rw.hasPendingWriters) {
     // Diagnose: the state word and the owners of the tickets still in flight
     // (word indices as documented at the top of locks/thread/_raw_rwlock.ts).
@@ -638,6 +652,35 @@ let tsemMost = 0;
 violations.push(...overlaps.slice(0, 20));
 if (overlaps.length > 20) violations.push(`... and ${overlaps.length - 20} more overlaps`);
 
+// --- process semaphore: count the live holders, never above PSEM_SLOTS ---
+let psemMost = 0;
+{
+  const events: [number, 0 | 1, Interval][] = [];
+  for (const iv of intervals.filter((i) => i.lock === "psem")) {
+    events.push([iv.start, 1, iv], [iv.end, 0, iv]);
+  }
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const active = new Set<Interval>();
+  const ended = new Set<Interval>();
+  let reported = 0;
+  for (const [, isStart, iv] of events) {
+    if (!isStart) {
+      if (!active.delete(iv)) ended.add(iv);
+      continue;
+    }
+    if (!ended.has(iv)) active.add(iv);
+    const live = active.size + (ended.has(iv) ? 1 : 0);
+    psemMost = Math.max(psemMost, live);
+    if (live > PSEM_SLOTS && reported++ < 20) {
+      violations.push(
+        `psem: ${live} live holders with ${PSEM_SLOTS} slots at ${iv.start}: ` +
+          [...active].map((a) => `${a.holder} [${a.start}, ${a.end}] (${a.how})`).join(", "),
+      );
+    }
+  }
+}
+// --- end process semaphore ---
+
 // No increment lost: each completed writer wrote a distinct value, and the
 // final counter is the number of completed writers, plus at most one per
 // writer killed inside its section.
@@ -740,6 +783,16 @@ console.log(
     `(most holders at once ${tsemMost} of ${SHARED.TSEM_SLOTS} slots)`,
 );
 // --- end tsem ---
+// --- process semaphore ---
+{
+  const n = intervals.filter((i) => i.lock === "psem").length;
+  console.log(
+    `    psem ${
+      String(n).padStart(8)
+    }  (at most ${psemMost} live holders seen, ${PSEM_SLOTS} slots)`,
+  );
+}
+// --- end process semaphore ---
 console.log(
   `  SIGKILLs                          ${totals.kills} (${totals.killedHolders} of holders)`,
 );

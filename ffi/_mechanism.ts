@@ -5,12 +5,27 @@
 // Every lock is on the whole file (Linux OFD fcntl, macOS flock) or on byte 0
 // (Windows LockFileEx), owned by the open file description / handle, so two
 // handles in one process exclude each other like two processes do.
+//
+// A `slot` (an integer 0..MAX_SLOT) asks instead for an exclusive or shared
+// lock on the one byte at that offset, where the OS has byte-range locks
+// (`byteRanges`: Linux OFD fcntl, Windows LockFileEx). macOS flock has no
+// ranges: there `byteRanges` is false, a slot is ignored, and the caller
+// (locks/process/_semaphore_file.ts) locks a separate file per slot instead.
+// Without a slot every call behaves exactly as before.
 
 /** An open lock file: a file descriptor on Unix, a HANDLE on Windows. */
 export type Handle = number | Deno.PointerObject;
 
+/** The highest byte offset a `slot` may name (the process semaphore's turnstile). */
+export const MAX_SLOT = 1024;
+
 /** The OS operations a process lock is built from. */
 export interface Mechanism {
+  /**
+   * Whether a `slot` locks one byte of the file (Linux, Windows). False on
+   * macOS, whose flock locks whole files only: there a slot is ignored.
+   */
+  readonly byteRanges: boolean;
   /**
    * Whether an idle handle may stay open between acquisitions without
    * anyone noticing. True on Unix. False on Windows, where an open handle
@@ -32,12 +47,13 @@ export interface Mechanism {
   /**
    * One attempt to lock, without waiting.
    *
+   * @param slot Lock only the byte at this offset (where `byteRanges`); default: the whole lock.
    * @returns `true` when locked, `false` when another handle holds a conflicting lock.
    * @throws {LockError} for any other failure.
    */
-  tryLock(handle: Handle, exclusive: boolean, path: string): boolean;
-  /** Waits in the kernel, blocking the calling thread, until locked. */
-  lockSync(handle: Handle, exclusive: boolean, path: string): void;
+  tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean;
+  /** Waits in the kernel, blocking the calling thread, until locked (`slot` as for tryLock). */
+  lockSync(handle: Handle, exclusive: boolean, path: string, slot?: number): void;
   /**
    * Waits in the kernel on a pool thread (an FFI call declared
    * `nonblocking: true`), leaving the event loop free. Cannot be cancelled.
@@ -45,9 +61,9 @@ export interface Mechanism {
    * @returns `true` when locked; `false` when the wait ended without the lock
    *   (interrupted): the caller tries again, and a `tryLock` tells it the error.
    */
-  lock(handle: Handle, exclusive: boolean): Promise<boolean>;
-  /** Unlocks. @throws {LockError} when the OS refuses. */
-  unlock(handle: Handle, path: string): void;
+  lock(handle: Handle, exclusive: boolean, slot?: number): Promise<boolean>;
+  /** Unlocks (the byte `slot`, when given). @throws {LockError} when the OS refuses. */
+  unlock(handle: Handle, path: string, slot?: number): void;
 }
 
 /** Encodes a path for C: UTF-8, NUL-terminated. */

@@ -10,13 +10,13 @@ export interface UnixCalls {
   /** open(2) for reading and writing, close-on-exec, never creating. */
   open(path: Uint8Array<ArrayBuffer>): number;
   close(fd: number): number;
-  /** One attempt to lock, without waiting. */
-  tryLock(fd: number, exclusive: boolean): number;
+  /** One attempt to lock (the byte `slot` when given, and the OS has ranges), without waiting. */
+  tryLock(fd: number, exclusive: boolean, slot?: number): number;
   /** Waits on this thread until locked. */
-  lockWait(fd: number, exclusive: boolean): number;
+  lockWait(fd: number, exclusive: boolean, slot?: number): number;
   /** Waits on a pool thread until locked (errno is lost). */
-  lockWaitAsync(fd: number, exclusive: boolean): Promise<number>;
-  unlock(fd: number): number;
+  lockWaitAsync(fd: number, exclusive: boolean, slot?: number): Promise<number>;
+  unlock(fd: number, slot?: number): number;
   /** This thread's errno, read right after a failed call. */
   errno(): number;
 }
@@ -31,13 +31,18 @@ export interface UnixErrors {
 }
 
 /** A mechanism over one Unix's calls. */
-export function unixMechanism(calls: UnixCalls, errors: UnixErrors): Mechanism {
+export function unixMechanism(
+  calls: UnixCalls,
+  errors: UnixErrors,
+  byteRanges: boolean,
+): Mechanism {
   const { ENOENT, EINTR, busy, names } = errors;
   const fail = (operation: string, path: string, e: number) =>
     osError(operation, path, e, names[e]);
 
   return {
     keepsIdleHandles: true,
+    byteRanges,
     open(path: string): Handle | null {
       const fd = calls.open(cString(path));
       if (fd >= 0) return fd;
@@ -48,10 +53,10 @@ export function unixMechanism(calls: UnixCalls, errors: UnixErrors): Mechanism {
     close(handle: Handle): void {
       calls.close(handle as number);
     },
-    tryLock(handle: Handle, exclusive: boolean, path: string): boolean {
+    tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean {
       let seen = 0;
       for (let attempt = 1;; attempt++) {
-        if (calls.tryLock(handle as number, exclusive) === 0) return true;
+        if (calls.tryLock(handle as number, exclusive, slot) === 0) return true;
         const e = calls.errno();
         if (busy.includes(e)) return false;
         if (e === EINTR) continue;
@@ -62,21 +67,21 @@ export function unixMechanism(calls: UnixCalls, errors: UnixErrors): Mechanism {
         seen = e;
       }
     },
-    lockSync(handle: Handle, exclusive: boolean, path: string): void {
+    lockSync(handle: Handle, exclusive: boolean, path: string, slot?: number): void {
       let seen = 0;
       for (let attempt = 1;; attempt++) {
-        if (calls.lockWait(handle as number, exclusive) === 0) return;
+        if (calls.lockWait(handle as number, exclusive, slot) === 0) return;
         const e = calls.errno();
         if (e === EINTR) continue;
         if (e === seen || attempt >= 3) throw fail("lock", path, e); // as in tryLock
         seen = e;
       }
     },
-    async lock(handle: Handle, exclusive: boolean): Promise<boolean> {
-      return await calls.lockWaitAsync(handle as number, exclusive) === 0;
+    async lock(handle: Handle, exclusive: boolean, slot?: number): Promise<boolean> {
+      return await calls.lockWaitAsync(handle as number, exclusive, slot) === 0;
     },
-    unlock(handle: Handle, path: string): void {
-      if (calls.unlock(handle as number) !== 0) throw fail("unlock", path, calls.errno());
+    unlock(handle: Handle, path: string, slot?: number): void {
+      if (calls.unlock(handle as number, slot) !== 0) throw fail("unlock", path, calls.errno());
     },
   };
 }

@@ -2,6 +2,9 @@
 // description. fcntl is not used: its third argument is variadic, which Deno
 // FFI cannot pass correctly on Apple arm64 (variadic arguments go on the
 // stack there). open's mode is variadic too, so it is never passed.
+//
+// flock has no byte ranges (`byteRanges: false`): a slot argument is ignored,
+// and the process semaphore locks one file per slot (`<path>.slot-<k>`).
 
 import type { Mechanism } from "./_mechanism.ts";
 import { unixMechanism } from "./_unix.ts";
@@ -82,13 +85,17 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
 /** The macOS mechanism over an opened libSystem. */
 export function darwinMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   const { open, close, flock, flock_wait, __error } = dlopen(LIBSYSTEM, DARWIN_SYMBOLS).symbols;
-  return unixMechanism({
-    open: (path) => open(path, O_RDWR | O_CLOEXEC),
-    close,
-    tryLock: (fd, exclusive) => flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB),
-    lockWait: (fd, exclusive) => flock(fd, exclusive ? LOCK_EX : LOCK_SH),
-    lockWaitAsync: (fd, exclusive) => flock_wait(fd, exclusive ? LOCK_EX : LOCK_SH),
-    unlock: (fd) => flock(fd, LOCK_UN),
-    errno: () => new Deno.UnsafePointerView(__error()!).getInt32(),
-  }, { ENOENT, EINTR, busy: [EWOULDBLOCK], names: ERRNO_NAMES });
+  return unixMechanism(
+    {
+      open: (path) => open(path, O_RDWR | O_CLOEXEC),
+      close,
+      tryLock: (fd, exclusive) => flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB),
+      lockWait: (fd, exclusive) => flock(fd, exclusive ? LOCK_EX : LOCK_SH),
+      lockWaitAsync: (fd, exclusive) => flock_wait(fd, exclusive ? LOCK_EX : LOCK_SH),
+      unlock: (fd) => flock(fd, LOCK_UN),
+      errno: () => new Deno.UnsafePointerView(__error()!).getInt32(),
+    },
+    { ENOENT, EINTR, busy: [EWOULDBLOCK], names: ERRNO_NAMES },
+    false,
+  );
 }

@@ -102,14 +102,17 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   116: "ESTALE",
 };
 
-/** A `struct flock` for the whole file (l_whence SEEK_SET, l_start 0, l_len 0, l_pid 0). */
-export function flock(type: number): Uint8Array<ArrayBuffer> {
+/**
+ * A `struct flock` for the whole file (l_whence SEEK_SET, l_start 0, l_len 0,
+ * l_pid 0), or, given a `slot`, for the one byte at that offset (l_len 1).
+ */
+export function flock(type: number, slot?: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(FLOCK_SIZE);
   const view = new DataView(bytes.buffer);
   view.setInt16(FLOCK_L_TYPE, type, true);
   view.setInt16(FLOCK_L_WHENCE, SEEK_SET, true);
-  view.setBigInt64(FLOCK_L_START, 0n, true);
-  view.setBigInt64(FLOCK_L_LEN, 0n, true);
+  view.setBigInt64(FLOCK_L_START, BigInt(slot ?? 0), true);
+  view.setBigInt64(FLOCK_L_LEN, slot === undefined ? 0n : 1n, true);
   view.setInt32(FLOCK_L_PID, 0, true);
   return bytes;
 }
@@ -121,13 +124,24 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   const WRITE = flock(F_WRLCK);
   const READ = flock(F_RDLCK);
   const UNLOCK = flock(F_UNLCK);
-  return unixMechanism({
-    open: (path) => open(path, O_RDWR | O_CLOEXEC),
-    close,
-    tryLock: (fd, exclusive) => fcntl(fd, F_OFD_SETLK, exclusive ? WRITE : READ),
-    lockWait: (fd, exclusive) => fcntl(fd, F_OFD_SETLKW, exclusive ? WRITE : READ),
-    lockWaitAsync: (fd, exclusive) => fcntl_wait(fd, F_OFD_SETLKW, exclusive ? WRITE : READ),
-    unlock: (fd) => fcntl(fd, F_OFD_SETLK, UNLOCK),
-    errno: () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
-  }, { ENOENT, EINTR, busy: [EAGAIN, EACCES], names: ERRNO_NAMES });
+  // Per-slot structs, made on first use: [write, read, unlock] for byte k.
+  const slots: (readonly Uint8Array<ArrayBuffer>[])[] = [];
+  const at = (slot: number, i: number) =>
+    (slots[slot] ??= [flock(F_WRLCK, slot), flock(F_RDLCK, slot), flock(F_UNLCK, slot)])[i];
+  const lockArg = (exclusive: boolean, slot: number | undefined) =>
+    slot === undefined ? (exclusive ? WRITE : READ) : at(slot, exclusive ? 0 : 1);
+  return unixMechanism(
+    {
+      open: (path) => open(path, O_RDWR | O_CLOEXEC),
+      close,
+      tryLock: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLK, lockArg(exclusive, slot)),
+      lockWait: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
+      lockWaitAsync: (fd, exclusive, slot) =>
+        fcntl_wait(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
+      unlock: (fd, slot) => fcntl(fd, F_OFD_SETLK, slot === undefined ? UNLOCK : at(slot, 2)),
+      errno: () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
+    },
+    { ENOENT, EINTR, busy: [EAGAIN, EACCES], names: ERRNO_NAMES },
+    true,
+  );
 }

@@ -8,7 +8,7 @@ import { linuxMechanism } from "./linux.ts";
 import { windowsMechanism } from "./windows.ts";
 import { LockError, osError } from "../errors.ts";
 
-export type { Handle, Mechanism } from "./_mechanism.ts";
+export { type Handle, MAX_SLOT, type Mechanism } from "./_mechanism.ts";
 
 let loaded: Mechanism | undefined;
 

@@ -5,7 +5,9 @@
 // process exclude each other like two processes do. Windows byte-range locks
 // are mandatory: while a handle holds byte 0 exclusively, reads and writes of
 // that byte through other handles fail (ERROR_LOCK_VIOLATION). The rest of the
-// file is free.
+// file is free. A `slot` k locks byte k instead (the process semaphore's
+// slots, and its turnstile at byte MAX_SLOT); the file is never written, so
+// the mandatory locking is never felt.
 //
 // Handles are opened synchronous (no FILE_FLAG_OVERLAPPED), so a LockFileEx
 // without LOCKFILE_FAIL_IMMEDIATELY waits until it holds the lock, and not
@@ -146,10 +148,10 @@ export const ERROR_NAMES: Readonly<Record<number, string>> = {
   1921: "ERROR_CANT_RESOLVE_FILENAME",
 };
 
-/** An OVERLAPPED whose range starts at LOCK_OFFSET (0: all zero), with no event. */
-export function overlapped(): Uint8Array<ArrayBuffer> {
+/** An OVERLAPPED whose range starts at `offset` (default LOCK_OFFSET, 0), with no event. */
+export function overlapped(offset: number = LOCK_OFFSET): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(OVERLAPPED_SIZE);
-  new DataView(bytes.buffer).setUint32(OVERLAPPED_OFFSET, LOCK_OFFSET, true);
+  new DataView(bytes.buffer).setUint32(OVERLAPPED_OFFSET, offset, true);
   return bytes;
 }
 
@@ -181,6 +183,9 @@ export function windowsMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   // Sync calls run one at a time on this thread, and the kernel never writes
   // Offset, OffsetHigh or hEvent, so one OVERLAPPED serves them all.
   const AT_BYTE_0 = overlapped();
+  const atSlot: Uint8Array<ArrayBuffer>[] = [];
+  const where = (slot: number | undefined) =>
+    slot === undefined ? AT_BYTE_0 : (atSlot[slot] ??= overlapped(slot));
   // A pending wait's OVERLAPPED, referenced until the pool thread's call
   // returns: the kernel writes its status there.
   const waiting = new Set<Uint8Array>();
@@ -192,6 +197,7 @@ export function windowsMechanism(dlopen: typeof Deno.dlopen): Mechanism {
     // An open handle keeps the file from being deleted (and its folder from
     // being removed) even when idle: close handles as soon as they are released.
     keepsIdleHandles: false,
+    byteRanges: true,
     open(path: string): Handle | null {
       const handle = CreateFileW(
         wideString(path),
@@ -217,22 +223,24 @@ export function windowsMechanism(dlopen: typeof Deno.dlopen): Mechanism {
       UnlockFileEx(handle as Deno.PointerObject, 0, LOCK_LENGTH, 0, AT_BYTE_0);
       CloseHandle(handle as Deno.PointerObject);
     },
-    tryLock(handle: Handle, exclusive: boolean, path: string): boolean {
+    tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean {
       const how = flags(exclusive) | LOCKFILE_FAIL_IMMEDIATELY;
-      if (LockFileEx(handle as Deno.PointerObject, how, 0, LOCK_LENGTH, 0, AT_BYTE_0)) return true;
+      if (LockFileEx(handle as Deno.PointerObject, how, 0, LOCK_LENGTH, 0, where(slot))) {
+        return true;
+      }
       const e = GetLastError();
       if (e === ERROR_LOCK_VIOLATION) return false;
       throw fail("lock", path, e);
     },
-    lockSync(handle: Handle, exclusive: boolean, path: string): void {
+    lockSync(handle: Handle, exclusive: boolean, path: string, slot?: number): void {
       const how = flags(exclusive);
-      if (LockFileEx(handle as Deno.PointerObject, how, 0, LOCK_LENGTH, 0, AT_BYTE_0)) return;
+      if (LockFileEx(handle as Deno.PointerObject, how, 0, LOCK_LENGTH, 0, where(slot))) return;
       throw fail("lock", path, GetLastError());
     },
-    async lock(handle: Handle, exclusive: boolean): Promise<boolean> {
+    async lock(handle: Handle, exclusive: boolean, slot?: number): Promise<boolean> {
       // GetLastError after this call would read the JS thread's error, not
       // the pool thread's: on failure the caller finds out with a tryLock.
-      const at = overlapped();
+      const at = overlapped(slot);
       waiting.add(at);
       try {
         const how = flags(exclusive);
@@ -242,8 +250,8 @@ export function windowsMechanism(dlopen: typeof Deno.dlopen): Mechanism {
         waiting.delete(at);
       }
     },
-    unlock(handle: Handle, path: string): void {
-      if (UnlockFileEx(handle as Deno.PointerObject, 0, LOCK_LENGTH, 0, AT_BYTE_0)) return;
+    unlock(handle: Handle, path: string, slot?: number): void {
+      if (UnlockFileEx(handle as Deno.PointerObject, 0, LOCK_LENGTH, 0, where(slot))) return;
       throw fail("unlock", path, GetLastError());
     },
   };

@@ -9,6 +9,7 @@
 import { badArgument } from "../errors.ts";
 import { type LockedWrapper, lockedWrapper } from "./guard.ts";
 import type { AcquireOptions } from "./_options.ts";
+import { InterProcessSemaphore } from "./process/interprocess_semaphore.ts";
 
 /** Anything with a `withLock()` callback form: `Lock`, and the process locks. */
 export interface WithLock {
@@ -338,3 +339,48 @@ export function tryLock(lock: TryLockable): TryLock {
     },
   };
 }
+
+// interprocessSemaphoreLocked (issue 11, process half)
+
+/**
+ * Wraps a function (or decorates a method) so that each call runs holding a
+ * slot of an {@linkcode InterProcessSemaphore} of `slots` slots on `path`: at
+ * most `slots` calls run at once across every process using that file. The
+ * wrapped function returns a Promise (so a decorated method is declared
+ * `async`). `locked(semaphore)` does the same with a semaphore you made, and
+ * `tryLock(semaphore)` tries for one slot.
+ *
+ * @example
+ * ```ts
+ * import { interprocessSemaphoreLocked } from "@fasteners/fasteners";
+ * import assert from "node:assert/strict";
+ *
+ * const path = await Deno.makeTempFile();
+ * const fetchOne = interprocessSemaphoreLocked(path, 3)((n: number) => n * 2);
+ * assert.deepEqual(await Promise.all([1, 2, 3, 4].map(fetchOne)), [2, 4, 6, 8]);
+ *
+ * class Crawler {
+ *   @interprocessSemaphoreLocked(path, 3)
+ *   async visit(url: string): Promise<string> {
+ *     return `visited ${url}`; // at most 3 at once, in every process
+ *   }
+ * }
+ * assert.equal(await new Crawler().visit("a"), "visited a");
+ * ```
+ *
+ * @param path The semaphore file.
+ * @param slots How many calls at once: an integer from 1 to 1024, the same for every user of `path`.
+ * @param options Acquire options for every call.
+ * @returns A wrapper, usable as a TC39 method decorator.
+ * @throws {TypeError} for a bad path or a `slots` that is not a number.
+ * @throws {RangeError} for a `slots` that is not an integer from 1 to 1024.
+ */
+export function interprocessSemaphoreLocked(
+  path: string | URL,
+  slots: number,
+  options?: AcquireOptions,
+): LockedWrapper {
+  const semaphore = new InterProcessSemaphore(path, slots);
+  return lockedWrapper((fn) => semaphore.withLock(fn, options));
+}
+// end interprocessSemaphoreLocked

@@ -902,3 +902,106 @@ Deno.test("every export of mod.ts is covered by this sweep", () => {
   const missing = Object.keys(mod).filter((name) => !covered.has(name));
   assert.deepEqual(missing, [], `exports of mod.ts without bad-input cases: ${missing.join(", ")}`);
 });
+
+// --- InterProcessSemaphore (issue 11, process half) ----------------------------------
+
+/** The acquisition methods of an InterProcessSemaphore, as the sweeps above take them. */
+function semaphoreMethods(path: string): Method[] {
+  const s = new mod.InterProcessSemaphore(path, 2);
+  const o = (x: unknown) => x as undefined;
+  let guard: unknown;
+  const releaseGuard = () => (guard as { release(): void }).release();
+  return [
+    { name: "acquire", async: true, call: (x) => s.acquire(o(x)), release: () => s.release() },
+    {
+      name: "acquireSync",
+      async: false,
+      call: (x) => s.acquireSync(o(x)),
+      release: () => s.release(),
+    },
+    {
+      name: "lock",
+      async: true,
+      call: async (x) => (guard = await s.lock(o(x))),
+      release: releaseGuard,
+    },
+    {
+      name: "lockSync",
+      async: false,
+      call: (x) => (guard = s.lockSync(o(x))),
+      release: releaseGuard,
+    },
+    { name: "withLock", async: true, call: (x) => s.withLock(() => {}, o(x)), release: () => {} },
+  ];
+}
+
+cover("InterProcessSemaphore", "interprocessSemaphoreLocked");
+Deno.test("InterProcessSemaphore refuses bad slots, paths and options naming the value; a folder is a LockError", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "s.sem");
+    const badSlots: [unknown, ErrorClass, string][] = [
+      [0, RangeError, "0"],
+      [-1, RangeError, "-1"],
+      [1.5, RangeError, "1.5"],
+      [1025, RangeError, "1025"],
+      [NaN, RangeError, "NaN"],
+      [Infinity, RangeError, "Infinity"],
+      ["3", TypeError, '"3"'],
+      [undefined, TypeError, "undefined"],
+      [null, TypeError, "null"],
+      [3n, TypeError, "3n"],
+    ];
+    for (const [slots, type, mention] of badSlots) {
+      const what = `new InterProcessSemaphore(path, ${mention})`;
+      expectThrow(() => new mod.InterProcessSemaphore(path, slots as number), type, mention, what);
+      expectThrow(
+        () => mod.interprocessSemaphoreLocked(path, slots as number),
+        type,
+        mention,
+        `interprocessSemaphoreLocked(path, ${mention})`,
+      );
+    }
+    for (const [value, mention] of [["", '""'], ["a\0b", "a\\u0000b"], [42, "42"]] as const) {
+      expectThrow(
+        () => new mod.InterProcessSemaphore(value as string, 2),
+        TypeError,
+        mention,
+        `new InterProcessSemaphore(${mention}, 2)`,
+      );
+    }
+    await sweepOptions(semaphoreMethods(path), "InterProcessSemaphore");
+    const s = new mod.InterProcessSemaphore(path, 2);
+    for (const bad of [undefined, null, 42, "fn"]) {
+      const m = rendering(bad);
+      await expectReject(
+        () => s.withLock(bad as unknown as () => void),
+        TypeError,
+        m,
+        `withLock(${m})`,
+      );
+    }
+    expectThrow(() => s.release(), LockError, "no slot held", "release() with no slot held");
+    const folder = join(dir, "a-folder");
+    await Deno.mkdir(folder);
+    for (const m of semaphoreMethods(folder)) {
+      const what = `InterProcessSemaphore(folder).${m.name}()`;
+      if (m.async) await expectReject(() => m.call(undefined), LockError, folder, what);
+      else expectThrow(() => m.call(undefined), LockError, folder, what);
+    }
+    await expectReject(
+      () => mod.interprocessSemaphoreLocked(folder, 2)(() => 1)(),
+      LockError,
+      folder,
+      "interprocessSemaphoreLocked(folder)",
+    );
+    // Still works: both slots free, a third refused.
+    assert.equal(s.acquireSync({ blocking: false }), true);
+    assert.equal(await s.acquire({ blocking: false }), true);
+    assert.equal(s.acquireSync({ blocking: false }), false);
+    s.release();
+    s.release();
+    assert.equal(s.held, 0);
+    await processLocksStillWork(dir);
+  });
+});
+// --- end InterProcessSemaphore --------------------------------------------------------

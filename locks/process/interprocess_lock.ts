@@ -82,8 +82,12 @@ export class InterProcessLock {
 
   /**
    * Acquires the lock, waiting as the options say, without blocking the
-   * event loop. Waiting forever waits in the kernel and is handed the lock
-   * as soon as it is free; with a timeout or signal it polls.
+   * event loop. Waiters of this isolate queue in arrival order, with one
+   * kernel wait per lock file behind which the lock passes from one to the
+   * next at kernel speed; however many wait, they use at most a few threads
+   * and leave Deno's async file operations free. Timed and abortable waiters
+   * queue too; they are served by that kernel wait when a waiter with
+   * neither is queued, else by polling.
    *
    * @param options Blocking, timeout, poll delays (milliseconds), abort signal.
    * @returns `true` when acquired, `false` when busy (non-blocking) or timed out.

@@ -26,7 +26,9 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
  *   this thread's own holders block throws instead of freezing the thread.
  * - Preference is the kernel's: on Linux a new reader joins readers even
  *   while a writer waits, so a steady stream of readers can starve a writer
- *   (use a timeout).
+ *   (use a timeout). Within one isolate, async readers queue in arrival
+ *   order, and so do async writers; when a writer leaves, every reader
+ *   queued in the isolate gets in at once.
  * - Release from the thread (Worker) that acquired.
  * - The kernel frees every lock of a process that dies, even by SIGKILL.
  * - The file is made when missing, never truncated, written or deleted.
