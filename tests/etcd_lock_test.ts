@@ -7,33 +7,9 @@
 import assert from "node:assert/strict";
 import { EtcdClient, EtcdLock, LockError, LockTimeoutError } from "../etcd/mod.ts";
 import { etcdMissing, startEtcd } from "./_etcd.ts";
+import { aborted, closedPort, until } from "./_etcd_wait.ts";
 
 const ignore = etcdMissing !== undefined;
-
-/** Waits (bounded) until `condition()` holds: state, not time, is what the tests wait for. */
-export async function until(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 15_000,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/** Resolves with the signal's reason once it aborts (bounded). */
-export function aborted(signal: AbortSignal, ms = 15_000): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return resolve(signal.reason);
-    const timer = setTimeout(() => reject(new Error("the signal did not abort")), ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      resolve(signal.reason);
-    }, { once: true });
-  });
-}
 
 Deno.test({
   name: "EtcdLock excludes another client until release(), then hands it over with a greater token",
@@ -356,12 +332,3 @@ Deno.test("EtcdClient and EtcdLock reject bad input, naming the value", async ()
   await assert.rejects(lock.release(), (e) => e instanceof LockError && /not held/.test(e.message));
   await assert.rejects(lock.withLock(42 as never), TypeError);
 });
-
-/** An http:// URL on which nothing listens. */
-async function closedPort(): Promise<string> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  await Promise.resolve();
-  return `http://127.0.0.1:${port}`;
-}
