@@ -41,7 +41,10 @@ const LOG_TAIL_BYTES = 8_192;
 export interface StartEtcdOptions {
   /** Cluster size (1, 3 or 5 in practice). Default 1. */
   members?: number;
-  /** Put the data dirs under /dev/shm (no disk fsync cost: for benches). Default false. */
+  /**
+   * Put the data dirs under /dev/shm (no disk fsync cost: for benches; Deno
+   * treats /dev as special and asks for --allow-all). Default false.
+   */
   tmpfs?: boolean;
 }
 
