@@ -94,12 +94,12 @@ Deno.test({
 });
 
 Deno.test({
-  name: "close() kills every member and removes every data dir",
+  name: "close() kills every member and removes every data dir, on tmpfs too",
   ignore,
   async fn() {
-    // (tmpfs: true, data under /dev/shm, is for benches: Deno asks --allow-all for /dev.)
-    const cluster = await startEtcd({ members: 1 });
+    const cluster = await startEtcd({ members: 1, tmpfs: true });
     const member = cluster.members[0];
+    assert.ok(member.dataDir.startsWith("/dev/shm/"));
     const pid = member.pid;
     assert.ok(alive(pid));
     await cluster.put("harness/x", "1");
