@@ -193,14 +193,19 @@ export async function queue(
     ? setTimeout(() => stop.abort(TIMED_OUT), Math.min(w.timeout, MAX_TIMER))
     : undefined;
   // How long a call may go unanswered before it fails "UNAVAILABLE".
-  const patience = () => performance.now() + (w.blocking ? session.ttlMs : 0);
+  const patience = () => w.blocking ? performance.now() + session.ttlMs : 0;
   const nonce = encodeKey(`${NONCE_PREFIX}-${++nonces}`);
   const onLost = (error: LockError) => stop.abort(error);
+  // Requests take the signal only when something may cut them short mid-way
+  // (the caller's signal, a timeout): a request without one costs less, and a
+  // lease loss interrupts the waits between requests anyway.
+  const requestSignal = w.signal === undefined && timer === undefined ? undefined : signal;
   let lease: Lease | undefined;
   let key: string | undefined;
   let sent = false;
   let myRev = 0n;
   const hold = (): Hold => {
+    if (signal.aborted) throw signal.reason; // lost, aborted or timed out during the last request
     lease!.listeners.delete(onLost);
     const held = new Hold(session, lease!, key!, myRev, onEnd);
     lease = undefined; // now the hold's
@@ -212,7 +217,7 @@ export async function queue(
     for (let attempt = 0; myRev === 0n; attempt++) {
       if (attempt > 3) throw remoteError("ETCD", `${recipe.label}: could not create a key`);
       if (lease === undefined) {
-        lease = await session.lease(signal, patience());
+        lease = await session.lease(requestSignal, patience());
         session.retain(lease);
         lease.listeners.add(onLost);
         if (lease.lost !== undefined) throw lease.lost;
@@ -228,8 +233,8 @@ export async function queue(
           success: [blockers, {
             request_put: { key: encoded, value: nonce, lease: String(lease.id) },
           }],
-          failure: [{ request_range: { key: encoded } }, blockers],
-        }, { signal, deadline: patience() });
+          failure: [{ request_range: { key: encoded } }],
+        }, { signal: requestSignal, deadline: patience() });
       } catch (error) {
         if ((error as LockError).code !== "LEASE_EXPIRED" || attempt > 0) throw error;
         // The lease expired while unused: nothing was created; take a new one.
@@ -257,7 +262,7 @@ export async function queue(
         // A key of this lease left by an earlier hold whose delete failed: it
         // must not lend its old revision to this hold.
         await session.request("/v3/kv/deleterange", { key: encoded }, {
-          signal,
+          signal: requestSignal,
           deadline: patience(),
         });
       }
@@ -276,7 +281,7 @@ export async function queue(
           { request_range: recipe.blockers(myRev) },
           { request_range: { key: encodeKey(key!), keys_only: true } },
         ],
-      }, { signal, deadline: patience() });
+      }, { signal: requestSignal, deadline: patience() });
       const responses = check.responses ?? [];
       if (!responses[1]?.response_range?.kvs?.length) {
         throw lease!.lost ??

@@ -14,8 +14,10 @@
 //   one failed attempt, not one per call).
 // - After a full round over the endpoints fails, wait RETRY_FIRST_MS,
 //   doubling up to RETRY_MAX_MS, and go round again, until the caller's
-//   deadline (a ttl for a waiting acquisition, once round for `blocking:
-//   false`): then `LockError` "UNAVAILABLE".
+//   deadline (a ttl for a waiting acquisition; a single round for
+//   `blocking: false`): then `LockError` "UNAVAILABLE". An attempt is also cut
+//   at the deadline, so a call that must settle soon (the delete after a
+//   timeout) does not wait out a hung member.
 // - Retrying is safe for every call the recipes make: a create-if-absent txn
 //   that did apply fails its compare on the retry and returns the key made
 //   by the first try; a delete is idempotent; a lease granted by a lost try
@@ -39,6 +41,8 @@ import {
 /** An attempt on one endpoint gives up after ttl/3 (so a renewal can still try two more), within these bounds. */
 const ATTEMPT_TIMEOUT_MIN_MS = 1_000;
 const ATTEMPT_TIMEOUT_MAX_MS = 5_000;
+/** The least time an attempt gets, even at its deadline: one round trip on a slow network. */
+const ATTEMPT_FLOOR_MS = 100;
 /** First pause after a failed round over all endpoints: short, a leader election takes ~1 s. */
 const RETRY_FIRST_MS = 25;
 /** Longest pause between two rounds: an endpoint coming back is seen within this. */
@@ -60,7 +64,10 @@ const EXPIRY_MARGIN_FRACTION = 0.1;
 export interface RequestOptions {
   /** Aborts the call; it rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** `performance.now()` after which a call that found no endpoint fails "UNAVAILABLE"; 0: one round. */
+  /**
+   * `performance.now()` after which a call that no endpoint answered fails
+   * "UNAVAILABLE"; `0`: after one round over the endpoints.
+   */
   deadline: number;
 }
 
@@ -78,6 +85,8 @@ export class Lease {
   /** Set once the lease is gone (or can no longer be trusted). */
   lost: LockError | undefined;
   readonly listeners: Set<(error: LockError) => void> = new Set();
+  /** Whether a keep-alive loop runs for it (at most one does). */
+  renewing = false;
   /** Wakes the keep-alive loop (a new user, the last user gone, loss). */
   wake: (() => void) | undefined;
 
@@ -121,6 +130,10 @@ export class Session {
   readonly #closer = new AbortController();
   #closing: Promise<void> | undefined;
   readonly #tasks = new Set<Promise<unknown>>();
+  /** The attempts in flight with a controller of their own: `close()` aborts them. */
+  readonly #inflight = new Set<AbortController>();
+  /** The controller shared by the attempts in flight without a signal (see `#fetch`). */
+  #epoch = new AbortController();
   readonly #watches = new Set<WatchState>();
   /** Requests sent, by path: for tests and benchmarks. */
   readonly counts: Map<string, number> = new Map();
@@ -176,7 +189,7 @@ export class Session {
         this.#checkAborted(signal);
         const endpoint = this.endpoints[this.#current];
         try {
-          return await this.#attempt<T>(endpoint, path, body, signal, deadline);
+          return await this.#attempt<T>(endpoint, path, body, signal, this.#timeout(deadline));
         } catch (error) {
           this.#checkAborted(signal);
           if (error instanceof LockError && error.code === "AUTH_EXPIRED" && !reauthenticated) {
@@ -188,13 +201,23 @@ export class Session {
           if (!(error instanceof Retryable)) throw error;
           last = error.cause ?? error;
           this.#failed(endpoint);
+          if (deadline !== 0 && performance.now() >= deadline) throw this.#unavailable(path, last);
         }
       }
       const left = deadline - performance.now();
-      if (left <= 0) throw this.#unavailable(path, last);
+      if (deadline === 0 || left <= 0) throw this.#unavailable(path, last);
       await this.#sleep(Math.min(pause, left), signal);
       pause = Math.min(pause * 2, RETRY_MAX_MS);
     }
+  }
+
+  /** An attempt's timeout: the attempt timeout, cut at the deadline (not below the floor). */
+  #timeout(deadline: number): number {
+    if (deadline === 0) return this.#attemptTimeout;
+    return Math.min(
+      this.#attemptTimeout,
+      Math.max(ATTEMPT_FLOOR_MS, deadline - performance.now()),
+    );
   }
 
   #unavailable(what: string, cause: unknown): LockError {
@@ -221,9 +244,9 @@ export class Session {
     }
   }
 
-  async #headers(signal: AbortSignal | undefined, deadline: number): Promise<HeadersInit> {
+  async #headers(signal: AbortSignal | undefined, timeout: number): Promise<HeadersInit> {
     if (this.#username === undefined) return JSON_HEADERS;
-    this.#token ??= this.#authenticate(signal, deadline);
+    this.#token ??= this.#authenticate(signal, timeout);
     let token: string | undefined;
     try {
       token = await this.#token;
@@ -236,7 +259,7 @@ export class Session {
 
   async #authenticate(
     signal: AbortSignal | undefined,
-    deadline: number,
+    timeout: number,
   ): Promise<string | undefined> {
     const endpoint = this.endpoints[this.#current];
     const response = await this.#fetch(
@@ -248,7 +271,7 @@ export class Session {
       },
       JSON_HEADERS,
       signal,
-      deadline,
+      timeout,
     );
     return parse<AuthenticateResponse>(response, "/v3/auth/authenticate").token;
   }
@@ -258,50 +281,59 @@ export class Session {
     path: string,
     body: unknown,
     signal: AbortSignal | undefined,
-    deadline: number,
+    timeout: number,
   ): Promise<T> {
-    const headers = await this.#headers(signal, deadline);
-    return parse<T>(await this.#fetch(endpoint, path, body, headers, signal, deadline), path);
+    const headers = await this.#headers(signal, timeout);
+    return parse<T>(await this.#fetch(endpoint, path, body, headers, signal, timeout), path);
   }
 
-  /** One HTTP request with the attempt timeout; the body is read before the timer ends. */
+  /**
+   * One HTTP request with the attempt timeout; the body is read before the
+   * timer ends. A call without a signal of its own (a plain acquire, a
+   * release) shares one controller with the others in flight, `#epoch`: an
+   * attempt that times out aborts them all (their endpoint is suspect; they
+   * are retried on the next), and `close()` aborts it. A fetch without a
+   * signal of its own costs measurably less on the path every lock
+   * operation takes. A call with a signal gets its own controller.
+   */
   async #fetch(
     endpoint: string,
     path: string,
     body: unknown,
     headers: HeadersInit,
     signal: AbortSignal | undefined,
-    deadline: number,
+    timeout: number,
   ): Promise<{ status: number; text: string }> {
     this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
-    const timeout = Math.max(
-      1,
-      Math.min(
-        this.#attemptTimeout,
-        Math.max(deadline - performance.now(), ATTEMPT_TIMEOUT_MIN_MS),
-      ),
-    );
-    const attempt = new AbortController();
-    const timer = setTimeout(
-      () => attempt.abort(new Retryable(`timed out after ${timeout} ms`)),
-      timeout,
-    );
-    const signals = [attempt.signal, this.#closer.signal];
-    if (signal !== undefined) signals.push(signal);
+    const attempt = signal === undefined ? this.#epoch : new AbortController();
+    const timer = setTimeout(() => {
+      if (attempt === this.#epoch) this.#epoch = new AbortController();
+      attempt.abort(new Retryable(`${endpoint}: no answer within ${timeout} ms`));
+    }, timeout);
+    const onAbort = () => attempt.abort(signal!.reason);
+    if (signal !== undefined) {
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#inflight.add(attempt);
+    }
     try {
       const response = await fetch(endpoint + path, {
         method: "POST",
         headers,
         body: JSON.stringify(body),
-        signal: AbortSignal.any(signals),
+        signal: attempt.signal,
       });
       return { status: response.status, text: await response.text() };
     } catch (error) {
+      signal?.throwIfAborted();
+      this.throwIfClosed();
       if (attempt.signal.aborted) throw attempt.signal.reason;
-      if (signal?.aborted || this.closed) throw error;
       throw new Retryable(`${endpoint}: ${(error as Error).message}`, { cause: error });
     } finally {
       clearTimeout(timer);
+      if (signal !== undefined) {
+        signal.removeEventListener("abort", onAbort);
+        this.#inflight.delete(attempt);
+      }
     }
   }
 
@@ -362,12 +394,18 @@ export class Session {
 
   /** Counts a hold or wait on `lease`: it is kept alive while any is counted. */
   retain(lease: Lease): void {
-    if (lease.users++ === 0) this.track(this.#keepAlive(lease));
+    lease.users++;
+    if (!lease.renewing && lease.lost === undefined) {
+      lease.renewing = true;
+      this.track(this.#keepAlive(lease));
+    }
   }
 
   /** Undoes one {@linkcode Session.retain}. */
   unretain(lease: Lease): void {
-    if (--lease.users === 0) lease.wake?.();
+    // The keep-alive loop is not woken: it ends at its next renewal time if
+    // no user came back, so a tight acquire/release loop starts no timers.
+    lease.users--;
   }
 
   /**
@@ -395,64 +433,78 @@ export class Session {
   /** Renews `lease` every ttl/3 while it has users; declares it lost when a renewal cannot be made in time. */
   async #keepAlive(lease: Lease): Promise<void> {
     const margin = this.ttlMs * EXPIRY_MARGIN_FRACTION;
-    while (lease.users > 0 && lease.lost === undefined && !this.closed) {
-      const due = lease.renewedAt + this.ttlMs / KEEPALIVE_DIVISOR;
-      if (performance.now() < due) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, due - performance.now());
-          function done() {
-            clearTimeout(timer);
-            lease.wake = undefined;
-            resolve();
-          }
-          lease.wake = done;
-        });
-        continue;
-      }
-      // The renewal must answer before the lease could expire, less the margin.
-      const limit = lease.expiresAt - margin;
-      const expiry = new AbortController();
-      const timer = setTimeout(
-        () => expiry.abort(remoteError("LEASE_EXPIRED", "lease renewal not answered in time")),
-        Math.max(0, limit - performance.now()),
-      );
-      const requestedAt = performance.now();
-      try {
-        const message = await this.request<StreamMessage<LeaseKeepAliveResponse>>(
-          "/v3/lease/keepalive",
-          { ID: String(lease.id) },
-          { signal: expiry.signal, deadline: limit },
+    try {
+      while (lease.lost === undefined && !this.closed) {
+        const due = lease.renewedAt + this.ttlMs / KEEPALIVE_DIVISOR;
+        if (performance.now() < due) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(done, due - performance.now());
+            // Renewals alone never keep a program alive (its waits and work do).
+            Deno.unrefTimer(timer);
+            function done() {
+              clearTimeout(timer);
+              lease.wake = undefined;
+              resolve();
+            }
+            lease.wake = done;
+          });
+          continue;
+        }
+        if (lease.users === 0) break; // idle since the last renewal: let it expire
+        // The renewal must answer before the lease could expire, less the margin.
+        const limit = lease.expiresAt - margin;
+        const expiry = new AbortController();
+        const timer = setTimeout(
+          () =>
+            expiry.abort(
+              remoteError(
+                "UNAVAILABLE",
+                `no etcd endpoint answered the renewal of lease ${lease.hex} in time`,
+              ),
+            ),
+          Math.max(0, limit - performance.now()),
         );
-        if (message.error !== undefined) throw gatewayError(message.error, "/v3/lease/keepalive");
-        const ttl = int(message.result?.TTL);
-        if (ttl <= 0n) {
+        const requestedAt = performance.now();
+        try {
+          const message = await this.request<StreamMessage<LeaseKeepAliveResponse>>(
+            "/v3/lease/keepalive",
+            { ID: String(lease.id) },
+            { signal: expiry.signal, deadline: limit },
+          );
+          if (message.error !== undefined) throw gatewayError(message.error, "/v3/lease/keepalive");
+          const ttl = int(message.result?.TTL);
+          if (ttl <= 0n) {
+            this.lose(
+              lease,
+              remoteError(
+                "LEASE_EXPIRED",
+                `etcd lease ${lease.hex} expired or was revoked: the locks held under it are lost`,
+              ),
+              false,
+            );
+          } else {
+            lease.renewedAt = requestedAt;
+            lease.expiresAt = requestedAt + Number(ttl) * 1000;
+          }
+        } catch (error) {
+          if (this.closed) return;
           this.lose(
             lease,
             remoteError(
               "LEASE_EXPIRED",
-              `etcd lease ${lease.hex} expired or was revoked: the locks held under it are lost`,
+              `etcd lease ${lease.hex} could not be renewed before it would expire: ` +
+                `the locks held under it can no longer be trusted (${(error as Error).message})`,
+              error,
             ),
-            false,
+            true,
           );
-        } else {
-          lease.renewedAt = requestedAt;
-          lease.expiresAt = requestedAt + Number(ttl) * 1000;
+        } finally {
+          clearTimeout(timer);
         }
-      } catch (error) {
-        if (this.closed) return;
-        this.lose(
-          lease,
-          remoteError(
-            "LEASE_EXPIRED",
-            `etcd lease ${lease.hex} could not be renewed before it would expire: ` +
-              `the locks held under it can no longer be trusted (${(error as Error).message})`,
-            error,
-          ),
-          true,
-        );
-      } finally {
-        clearTimeout(timer);
       }
+    } finally {
+      // In the same turn as the last check of `users`: a retain after it starts a new loop.
+      lease.renewing = false;
     }
   }
 
@@ -517,7 +569,7 @@ export class Session {
       let reader: ReadableStreamDefaultReader<string> | undefined;
       try {
         this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
-        const headers = await this.#headers(signal, performance.now() + this.#attemptTimeout);
+        const headers = await this.#headers(signal, this.#attemptTimeout);
         const response = await fetch(endpoint + path, {
           method: "POST",
           headers,
@@ -608,6 +660,8 @@ export class Session {
       );
     }
     this.#closer.abort(error);
+    for (const attempt of this.#inflight) attempt.abort(error);
+    this.#epoch.abort(error);
     if (lease !== undefined) await this.#revokeClosed(lease);
     while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
   }
