@@ -322,6 +322,8 @@ export async function queue(
         deadline: performance.now() + CLEANUP_MS,
       });
     } catch (error) {
+      // Refused (e.g. "AUTH"), not unanswered: a retry would be refused too.
+      if ((error as LockError).code !== "UNAVAILABLE") throw error;
       session.track(
         session.request("/v3/kv/deleterange", body, {
           deadline: performance.now() + session.ttlMs,

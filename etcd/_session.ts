@@ -609,7 +609,14 @@ export class Session {
               if (event.type === "DELETE") return "deleted";
               next = int(event.kv?.mod_revision) + 1n;
             }
-            if (result.canceled) throw new Retryable(`${endpoint}: watch cancelled`);
+            if (result.canceled) {
+              const reason = result.cancel_reason ?? "";
+              if (/invalid auth token/.test(reason)) this.#token = undefined;
+              else if (/Unauthenticated|PermissionDenied|permission denied/.test(reason)) {
+                return remoteError("AUTH", `etcd refused a watch of ${key}: ${reason}`);
+              }
+              throw new Retryable(`${endpoint}: watch cancelled ${reason}`);
+            }
           }
         }
       } catch (error) {

@@ -332,3 +332,52 @@ Deno.test("EtcdClient and EtcdLock reject bad input, naming the value", async ()
   await assert.rejects(lock.release(), (e) => e instanceof LockError && /not held/.test(e.message));
   await assert.rejects(lock.withLock(42 as never), TypeError);
 });
+
+Deno.test({
+  name: "EtcdClient logs in with username and password; refused credentials are LockError AUTH",
+  ignore,
+  async fn() {
+    await using cluster = await startEtcd();
+    const etcdctl = async (...args: string[]) => {
+      const out = await new Deno.Command("etcdctl", {
+        args: [`--endpoints=${cluster.endpoints[0]}`, ...args],
+        env: { ETCDCTL_API: "3" },
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    };
+    await etcdctl("user", "add", "root:secret");
+    await etcdctl("auth", "enable");
+    await using anonymous = new EtcdClient({ endpoints: cluster.endpoints });
+    await assert.rejects(
+      new EtcdLock(anonymous, "auth").acquire(),
+      (e) => e instanceof LockError && e.code === "AUTH",
+    );
+    await using wrong = new EtcdClient({
+      endpoints: cluster.endpoints,
+      username: "root",
+      password: "wrong",
+    });
+    await assert.rejects(
+      new EtcdLock(wrong, "auth").acquire(),
+      (e) => e instanceof LockError && e.code === "AUTH",
+    );
+    await using a = new EtcdClient({
+      endpoints: cluster.endpoints,
+      username: "root",
+      password: "secret",
+    });
+    await using b = new EtcdClient({
+      endpoints: cluster.endpoints,
+      username: "root",
+      password: "secret",
+    });
+    const la = new EtcdLock(a, "auth");
+    await la.acquire();
+    const waiting = new EtcdLock(b, "auth").acquire(); // its watch carries the token too
+    await until(() => (b.requestCounts()["/v3/watch"] ?? 0) === 1, "the waiter's watch");
+    await la.release();
+    assert.equal(await waiting, true);
+  },
+});
