@@ -8,11 +8,17 @@
 //    without knowing my revision yet. No predecessor: the lock is mine
 //    (one round trip when the lease exists).
 // 2. Otherwise watch only that predecessor's key for its deletion, from the
-//    txn's revision (no herd: each waiter watches one key, and a deletion
-//    wakes one waiter). Idle waiting sends nothing but the lease's keep-alives.
-// 3. On its deletion, one txn reads both "the last blocking key below my
-//    revision" and "my key": none and mine present means held; another one
-//    (a waiter before me gave up) means watch that one.
+//    revision after the txn's (no herd: each waiter watches one key, and a
+//    deletion wakes one waiter). Idle waiting sends nothing but the lease's
+//    keep-alives. Starting at the *next* revision matters: etcd serves a
+//    watch that starts at or below its current revision from a catch-up loop
+//    that runs every 100 ms, and one that starts above it at once.
+// 3. On its deletion: when it was the only key before mine (the range's
+//    count said so), the lock is mine at once, since no key can be created
+//    below mine later: a handoff between two clients is the holder's delete
+//    and one watch event. Otherwise one txn reads both "the last two blocking
+//    keys below my revision" and "my key": none and mine present means held;
+//    another one (a waiter before me gave up, or still holds) means watch it.
 //
 // The fencing token is my key's create revision: etcd's revisions only
 // grow, and a holder's key was created after every earlier holder's.
@@ -214,6 +220,10 @@ export async function queue(
   try {
     let blocker: string | undefined;
     let from = 0n;
+    // True when the blocker is the only key before mine: its deletion alone
+    // makes the lock mine (no key can be created below mine later), so the
+    // waiter needs no check after it.
+    let decisive = false;
     for (let attempt = 0; myRev === 0n; attempt++) {
       if (attempt > 3) throw remoteError("ETCD", `${recipe.label}: could not create a key`);
       if (lease === undefined) {
@@ -251,7 +261,9 @@ export async function queue(
         const kvs = responses[0]?.response_range?.kvs ?? [];
         if (kvs.length === 0) return hold();
         blocker = decodeKey(kvs[0].key);
-        from = myRev;
+        from = myRev + 1n;
+        // `count` counts every key the range matched, before its limit.
+        decisive = int(responses[0]?.response_range?.count) === 1n;
         continue;
       }
       const mine = responses[0]?.response_range?.kvs?.[0];
@@ -273,12 +285,12 @@ export async function queue(
           await cleanup();
           return undefined;
         }
-        await waitDelete(blocker, from);
+        if ((await waitDelete(blocker, from)) === "deleted" && decisive) return hold();
       }
       // Who blocks me now, and is my key still there?
       const check = await session.request<TxnResponse>("/v3/kv/txn", {
         success: [
-          { request_range: recipe.blockers(myRev) },
+          { request_range: { ...recipe.blockers(myRev), limit: "2" } },
           { request_range: { key: encodeKey(key!), keys_only: true } },
         ],
       }, { signal: requestSignal, deadline: patience() });
@@ -290,7 +302,8 @@ export async function queue(
       const kvs = responses[0]?.response_range?.kvs ?? [];
       if (kvs.length === 0) return hold();
       blocker = decodeKey(kvs[0].key);
-      from = int(check.header?.revision);
+      from = int(check.header?.revision) + 1n;
+      decisive = kvs.length === 1;
     }
   } catch (error) {
     const reason = signal.aborted ? signal.reason : error;
@@ -338,11 +351,11 @@ export async function queue(
     }
   }
 
-  function waitDelete(blocker: string, from: bigint): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  function waitDelete(blocker: string, from: bigint): Promise<"deleted" | "reset"> {
+    return new Promise((resolve, reject) => {
       const watch = session.watchDelete(blocker, from, session.ttlMs, (outcome) => {
         signal.removeEventListener("abort", onStop);
-        if (typeof outcome === "string") resolve();
+        if (typeof outcome === "string") resolve(outcome);
         else reject(outcome);
       });
       const onStop = () => {
