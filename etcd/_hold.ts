@@ -37,6 +37,7 @@ import {
   int,
   type KeyValue,
   type RangeRequest,
+  type RangeResponse,
   type RequestOp,
   type TxnResponse,
 } from "./_wire.ts";
@@ -62,6 +63,8 @@ export interface Recipe {
   key(lease: Lease, attempt: number): string;
   /** True when the key is per lease (etcd's Mutex): a foreign value there is our own stale key. */
   readonly perLease: boolean;
+  /** True when my own key lies in my blockers' range (the Mutex, a writer), sorting after them. */
+  readonly ownInRange: boolean;
   /** The range of keys that block mine; with `below`, only those with a revision below it. */
   blockers(below?: bigint): RangeRequest;
 }
@@ -224,6 +227,8 @@ export async function queue(
     // makes the lock mine (no key can be created below mine later), so the
     // waiter needs no check after it.
     let decisive = false;
+    // Set when a serializable check met a member behind my own key.
+    let stale = false;
     for (let attempt = 0; myRev === 0n; attempt++) {
       if (attempt > 3) throw remoteError("ETCD", `${recipe.label}: could not create a key`);
       if (lease === undefined) {
@@ -287,22 +292,50 @@ export async function queue(
         }
         if ((await waitDelete(blocker, from)) === "deleted" && decisive) return hold();
       }
-      // Who blocks me now, and is my key still there?
-      const check = await session.request<TxnResponse>("/v3/kv/txn", {
-        success: [
-          { request_range: { ...recipe.blockers(myRev), limit: "2" } },
-          { request_range: { key: encodeKey(key!), keys_only: true } },
-        ],
-      }, { signal: requestSignal, deadline: patience() });
-      const responses = check.responses ?? [];
-      if (!responses[1]?.response_range?.kvs?.length) {
+      // Who blocks me now (the last two blocking keys below mine), and is my
+      // key still there?
+      let kvs: KeyValue[];
+      let revision: bigint;
+      let mine: boolean;
+      if (recipe.ownInRange) {
+        // My key sorts first in my own blockers' range: one range answers
+        // both. Serializable (read on the member, no Raft round): a state at
+        // or after my key's revision that shows no key below mine is final,
+        // since no key can be created below mine later; an older state (a
+        // lagging member) is asked again linearizably.
+        const range = await session.request<RangeResponse>("/v3/kv/range", {
+          ...recipe.blockers(myRev + 1n),
+          limit: "3",
+          serializable: !stale,
+        }, { signal: requestSignal, deadline: patience() });
+        revision = int(range.header?.revision);
+        const found = range.kvs ?? [];
+        mine = found.length > 0 && decodeKey(found[0].key) === key;
+        kvs = mine ? found.slice(1) : found;
+        if (!mine && revision < myRev && !stale) {
+          stale = true;
+          blocker = undefined; // check again at once
+          continue;
+        }
+      } else {
+        const check = await session.request<TxnResponse>("/v3/kv/txn", {
+          success: [
+            { request_range: { ...recipe.blockers(myRev), limit: "2" } },
+            { request_range: { key: encodeKey(key!), keys_only: true } },
+          ],
+        }, { signal: requestSignal, deadline: patience() });
+        const responses = check.responses ?? [];
+        revision = int(check.header?.revision);
+        mine = (responses[1]?.response_range?.kvs?.length ?? 0) > 0;
+        kvs = responses[0]?.response_range?.kvs ?? [];
+      }
+      if (!mine) {
         throw lease!.lost ??
           remoteError("KEY_DELETED", `${recipe.label}: its key was deleted while it waited`);
       }
-      const kvs = responses[0]?.response_range?.kvs ?? [];
       if (kvs.length === 0) return hold();
       blocker = decodeKey(kvs[0].key);
-      from = int(check.header?.revision) + 1n;
+      from = revision + 1n;
       decisive = kvs.length === 1;
     }
   } catch (error) {

@@ -72,6 +72,7 @@ export function mutexRecipe(name: string, label: string): Recipe {
   return {
     label,
     perLease: true,
+    ownInRange: true,
     key: (lease) => prefix + lease.hex,
     blockers(below?: bigint): RangeRequest {
       const range: RangeRequest = {

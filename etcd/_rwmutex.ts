@@ -29,6 +29,7 @@ export function rwRecipe(name: string, write: boolean, label: string): Recipe {
   return {
     label,
     perLease: false,
+    ownInRange: write,
     // The recipe names keys by UnixNano; a counter keeps them unique here,
     // and a collision across clients fails the create-if-absent compare.
     key: (_lease, attempt) =>

@@ -75,6 +75,8 @@ export interface RangeRequest {
   sort_order?: "NONE" | "ASCEND" | "DESCEND";
   sort_target?: "KEY" | "VERSION" | "CREATE" | "MOD" | "VALUE";
   keys_only?: boolean;
+  /** Read the member's own state, without a Raft round (possibly behind). */
+  serializable?: boolean;
   max_mod_revision?: Int64;
   max_create_revision?: Int64;
 }

@@ -76,6 +76,40 @@ Deno.test({
 });
 
 Deno.test({
+  name: "EtcdLock: when a waiter in the middle of the line gives up, the one behind it still waits",
+  ignore,
+  async fn() {
+    await using cluster = await startEtcd();
+    const [a, b, c] = [0, 1, 2].map(() => new EtcdClient({ endpoints: cluster.endpoints }));
+    try {
+      const la = new EtcdLock(a, "line");
+      await la.acquire();
+      const controller = new AbortController();
+      const middle = new EtcdLock(b, "line").acquire({ signal: controller.signal });
+      await until(async () => (await cluster.keys("line/")).length === 2, "b in line");
+      const lc = new EtcdLock(c, "line");
+      let cHolds = false;
+      const last = lc.acquire().then((ok) => cHolds = ok);
+      last.catch(() => {});
+      await until(async () => (await cluster.keys("line/")).length === 3, "c in line");
+      controller.abort(new Error("b gives up"));
+      await assert.rejects(middle, /b gives up/);
+      // c watched b's key; b's going is not a's: c re-checks and waits for a.
+      await until(async () => (await cluster.keys("line/")).length === 2, "b's key gone");
+      await until(() => c.requestCounts()["/v3/watch"] === 2, "c watching a's key");
+      assert.equal(lc.acquired, false);
+      assert.equal(cHolds, false);
+      await la.release();
+      await last;
+      assert.equal(cHolds, true);
+      await lc.release();
+    } finally {
+      await Promise.all([a, b, c].map((client) => client.close()));
+    }
+  },
+});
+
+Deno.test({
   name: "EtcdLock: a false, a timeout and an abort leave no key behind",
   ignore,
   async fn() {
