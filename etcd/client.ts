@@ -80,6 +80,15 @@ export class EtcdClient implements AsyncDisposable {
   /**
    * Makes a client. Nothing is sent until a lock is first acquired.
    *
+   * @example Bad options throw at once, naming the value
+   * ```ts
+   * import { EtcdClient } from "@fasteners/fasteners/etcd";
+   * import assert from "node:assert/strict";
+   *
+   * assert.throws(() => new EtcdClient({ endpoints: "10.0.0.1:2379" }), TypeError);
+   * assert.throws(() => new EtcdClient({ endpoints: "http://10.0.0.1:2379", ttl: 500 }), RangeError);
+   * ```
+   *
    * @param options Endpoints, ttl (ms), credentials.
    * @throws {TypeError} for a missing or malformed endpoint, or a field of the wrong type.
    * @throws {RangeError} for a ttl below 2 000 ms or not a finite number.
@@ -140,11 +149,13 @@ export class EtcdClient implements AsyncDisposable {
    * returns the same promise.
    *
    * @example
-   * ```ts ignore
+   * ```ts
    * import { EtcdClient } from "@fasteners/fasteners/etcd";
+   * import assert from "node:assert/strict";
    *
    * const etcd = new EtcdClient({ endpoints: "http://127.0.0.1:2379" });
-   * await etcd.close();
+   * await etcd.close(); // nothing was sent: no lease to revoke
+   * assert.equal(etcd.closed, true);
    * ```
    *
    * @returns When everything has stopped.
