@@ -289,6 +289,40 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "EtcdLock: a lease revoked by someone else ends the hold; the next acquire takes a new lease",
+  ignore,
+  async fn() {
+    await using cluster = await startEtcd();
+    await using client = new EtcdClient({ endpoints: cluster.endpoints, ttl: 2_000 });
+    const lock = new EtcdLock(client, "revoked");
+    await lock.acquire();
+    const signal = lock.signal!;
+    const [key] = await cluster.keys("revoked/");
+    const revoke = await new Deno.Command("etcdctl", {
+      args: [`--endpoints=${cluster.endpoints[0]}`, "lease", "revoke", key.lease.toString(16)],
+      env: { ETCDCTL_API: "3" },
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assert.equal(revoke.success, true);
+    const reason = await aborted(signal);
+    assert.ok(reason instanceof LockError);
+    assert.ok(reason.code === "KEY_DELETED" || reason.code === "LEASE_EXPIRED", reason.code);
+    assert.equal(lock.acquired, false);
+    await lock.release();
+    // The keep-alive learns that the lease is gone; a later acquisition takes a new one.
+    await until(async () => {
+      if (!(await lock.acquire({ blocking: false }))) return false;
+      const [now] = await cluster.keys("revoked/");
+      if (now.lease === key.lease) throw new Error("a key under the revoked lease");
+      return true;
+    }, "an acquisition under a new lease");
+    await lock.release();
+  },
+});
+
+Deno.test({
   name: "EtcdLock: idle waiting sends nothing but keep-alives",
   ignore,
   async fn() {
