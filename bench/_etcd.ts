@@ -473,6 +473,14 @@ if (import.meta.main) {
   for (const f of figures) {
     console.log(`| ${f.section} | ${f.name} | ${format(f.value, f.unit)} | ${f.detail ?? ""} |`);
   }
+  console.log("\n| target | measured | |\n| --- | --- | --- |");
+  for (const t of etcdTargets(results)) {
+    console.log(
+      `| ${t.target} | ${t.measured} | ${
+        t.met === undefined ? "—" : t.met ? "met" : "**missed**"
+      } |`,
+    );
+  }
   if (results.idle !== undefined) {
     const { requests } = results.idle;
     console.log(
@@ -481,4 +489,70 @@ if (import.meta.main) {
       } | ${Object.entries(requests).map(([p, n]) => `${p} ${n}`).join(", ") || "none"} |`,
     );
   }
+}
+
+/** One row of bench/run.ts's targets table. */
+export interface EtcdTarget {
+  target: string;
+  measured: string;
+  met: boolean | undefined;
+}
+
+/** The issue's etcd targets, judged on `r` (rows for bench/run.ts's targets block). */
+export function etcdTargets(r: EtcdResults): EtcdTarget[] {
+  const rows: EtcdTarget[] = [];
+  const ratio = (target: string, a: number | undefined, b: number | undefined, limit: number) =>
+    rows.push({
+      target,
+      measured: a === undefined || b === undefined
+        ? "not measured (see skips)"
+        : `${format(a, "ns")} / ${format(b, "ns")} = ${(a / b).toFixed(2)}×`,
+      met: a === undefined || b === undefined ? undefined : a / b <= limit,
+    });
+  ratio(
+    "EtcdLock acquire+release ≤ 1.3 × the floor (two bare gateway txns)",
+    r.pair,
+    r.floorPair,
+    1.3,
+  );
+  ratio("EtcdLock acquire+release ≤ 0.5 × tooz etcd3gw lock", r.pair, r.toozPair, 0.5);
+  const ours = r.handoff.get("EtcdLock → EtcdLock")?.p50;
+  ratio("EtcdLock handoff p50 ≤ 3 × one bare txn round trip (p50)", ours, r.txn?.p50, 3);
+  ratio(
+    "EtcdLock handoff p50 ≤ 0.1 × tooz handoff p50",
+    ours,
+    r.handoff.get("tooz → tooz")?.p50,
+    0.1,
+  );
+  const idle = r.idle?.requests;
+  const others = idle === undefined
+    ? undefined
+    : Object.entries(idle).filter(([p]) => p !== "/v3/lease/keepalive");
+  rows.push({
+    target: "idle waiter (2 s): no request but keep-alives",
+    measured: idle === undefined
+      ? "not measured (see skips)"
+      : Object.entries(idle).map(([p, n]) => `${p} ${n}`).join(", ") || "0 requests",
+    met: others === undefined ? undefined : others.length === 0,
+  });
+  const two = r.queued.get(2);
+  for (const n of [10, 100]) {
+    const q = r.queued.get(n);
+    rows.push({
+      target: `${n} clients queued: requests and watch events per handoff constant, ` +
+        `handoff p50 ≤ 1.5 × the 2-client figure`,
+      measured: q === undefined || two === undefined
+        ? "not measured (see skips)"
+        : `${q.requestsPerHandoff.toFixed(2)} requests, ${q.eventsPerHandoff.toFixed(2)} events ` +
+          `(2 clients: ${two.requestsPerHandoff.toFixed(2)}, ${
+            two.eventsPerHandoff.toFixed(2)
+          }); ` +
+          `p50 ${format(q.p50, "ns")} / ${format(two.p50, "ns")} = ${
+            (q.p50 / two.p50).toFixed(2)
+          }×`,
+      met: q === undefined || two === undefined ? undefined : q.p50 <= 1.5 * two.p50 &&
+        q.requestsPerHandoff <= 1.5 * two.requestsPerHandoff && q.eventsPerHandoff <= 1.1,
+    });
+  }
+  return rows;
 }

@@ -21,6 +21,7 @@ import { type Figure, format } from "./_report.ts";
 import { renderSvg } from "./_svg.ts";
 import { type Party, spawnParty, summarize } from "./_parties.ts";
 import { workerFigures } from "./_workers.ts";
+import { etcdFigures, etcdTargets } from "./_etcd.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -365,6 +366,7 @@ if (python) {
 // --- 5. Workers -------------------------------------------------------------------
 
 const workers = await workerFigures(add, skip);
+const etcd = await etcdFigures(add, skip);
 
 // --- report -------------------------------------------------------------------------
 
@@ -486,6 +488,8 @@ for (const mode of ["sync", "async"]) {
     met: w === undefined ? undefined : w.p99 <= 2 * w.holdNs,
   });
 }
+
+targets.push(...etcdTargets(etcd));
 
 const machine = await describeMachine();
 const lines: string[] = [];
