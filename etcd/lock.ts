@@ -32,6 +32,8 @@ import type { Session } from "./_session.ts";
  *   the resource and have it reject tokens older than the last it saw.
  * - When the holding process dies, its lease expires after the client's ttl
  *   and the next waiter gets the lock.
+ * - Its keys live under `<name>/`, so do not nest lock names (`jobs` and
+ *   `jobs/nightly` would contend with each other), exactly as with `etcdctl lock`.
  * - Network I/O: there are no `*Sync` methods.
  *
  * @example
