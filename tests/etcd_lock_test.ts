@@ -198,6 +198,22 @@ Deno.test({
 });
 
 Deno.test({
+  name: "EtcdLock: a non-ASCII name excludes like any other (keys are UTF-8, base64 on the wire)",
+  ignore,
+  async fn() {
+    await using cluster = await startEtcd();
+    await using a = new EtcdClient({ endpoints: cluster.endpoints });
+    await using b = new EtcdClient({ endpoints: cluster.endpoints });
+    const name = "tâches/nuit-🌙";
+    await new EtcdLock(a, name).acquire();
+    const lb = new EtcdLock(b, name);
+    assert.equal(await lb.acquire({ blocking: false }), false);
+    // A name that differs only in its last byte is another lock.
+    assert.equal(await new EtcdLock(b, "tâches/nuit-🌚").acquire({ blocking: false }), true);
+  },
+});
+
+Deno.test({
   name:
     "EtcdLock.withLock() passes fencingToken and signal, returns fn's value, releases when fn throws",
   ignore,
