@@ -8,12 +8,13 @@
 // - fields at their zero value are left out (a PUT event has no `type`, an
 //   empty range no `kvs`, a key without lease no `lease`), hence the `?`.
 
-const ASCII = /^[\x00-\x7f]*$/;
+/** Anything but printable ASCII: such keys take the UTF-8 path. */
+const NOT_PRINTABLE_ASCII = /[^\x20-\x7e]/;
 
 /** Base64 of a UTF-8 string: how the gateway wants keys and values. */
 export function encodeKey(key: string): string {
-  // ASCII (every key this module makes from an ASCII name): btoa takes it as is.
-  if (ASCII.test(key)) return btoa(key);
+  // Printable ASCII (every key this module makes from such a name): btoa takes it as is.
+  if (!NOT_PRINTABLE_ASCII.test(key)) return btoa(key);
   const bytes = new TextEncoder().encode(key);
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
