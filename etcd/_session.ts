@@ -8,8 +8,8 @@
 //
 // Retry and failover policy (the only one):
 // - An attempt is one HTTP request to the current endpoint. A connection
-//   error, an attempt that takes longer than ATTEMPT_TIMEOUT_MS, an HTTP 5xx
-//   or a gRPC Unavailable/DeadlineExceeded moves the client to the next
+//   error, an attempt that takes longer than its timeout, an HTTP 5xx or a
+//   gRPC Unavailable/DeadlineExceeded/ResourceExhausted moves the client to the next
 //   endpoint, which stays current for every later call (a dead member costs
 //   one failed attempt, not one per call).
 // - After a full round over the endpoints fails, wait RETRY_FIRST_MS,
@@ -729,6 +729,7 @@ function gatewayError(error: GatewayError, path: string, status = 200): Error {
   switch (error.code) {
     case GRPC.UNAVAILABLE:
     case GRPC.DEADLINE_EXCEEDED:
+    case GRPC.RESOURCE_EXHAUSTED: // "too many requests": the member is behind; try again
       return new Retryable(`${path}: ${message}`);
     case GRPC.UNAUTHENTICATED:
       if (/invalid auth token/.test(message)) {
