@@ -537,11 +537,15 @@ export class Session {
       state.stop.abort();
     };
     this.#watches.add(state);
+    // Told as soon as the outcome is known: closing the stream comes after.
+    const finish = (outcome: WatchOutcome) => {
+      if (state.stopped) return;
+      stop();
+      done(outcome);
+    };
     this.track(
-      this.#watchLoop(state, key, from, patience).then((outcome) => {
-        const stopped = state.stopped;
-        stop();
-        if (!stopped && outcome !== undefined) done(outcome);
+      this.#watchLoop(state, key, from, patience, finish).then((outcome) => {
+        if (outcome !== undefined) finish(outcome);
       }),
     );
     return { stop };
@@ -552,6 +556,7 @@ export class Session {
     key: string,
     from: bigint,
     patience: number,
+    finish: (outcome: WatchOutcome) => void,
   ): Promise<WatchOutcome | undefined> {
     let next = from;
     let failingSince: number | undefined;
@@ -604,9 +609,15 @@ export class Session {
               failingSince = undefined;
               pause = RETRY_FIRST_MS;
             }
-            if (int(result.compact_revision) > 0n) return "reset";
+            if (int(result.compact_revision) > 0n) {
+              finish("reset");
+              return undefined;
+            }
             for (const event of result.events ?? []) {
-              if (event.type === "DELETE") return "deleted";
+              if (event.type === "DELETE") {
+                finish("deleted");
+                return undefined;
+              }
               next = int(event.kv?.mod_revision) + 1n;
             }
             if (result.canceled) {
