@@ -138,18 +138,20 @@ export class Hold {
     }
   }
 
-  #end(): void {
+  /** Marks the hold ended; returns its deletion watch, for the caller to stop. */
+  #end(): { stop(): void } | undefined {
     this.#ended = true;
     clearTimeout(this.#timer);
-    this.#watch?.stop();
+    const watch = this.#watch;
     this.#watch = undefined;
     this.#lease.listeners.delete(this.#onLost);
+    return watch;
   }
 
   /** Ends the hold as lost: aborts the signal with `error`. */
   lose(error: LockError): void {
     if (this.#ended) return;
-    this.#end();
+    this.#end()?.stop();
     this.#controller.abort(error);
     this.#session.unretain(this.#lease);
     this.#onEnd();
@@ -158,7 +160,11 @@ export class Hold {
   /** Deletes the key (nothing when the hold was lost: the loss was reported by the signal). */
   async release(): Promise<void> {
     if (this.#ended) return;
-    this.#end();
+    // The deletion watch is stopped after the delete, not before: closing a
+    // watch stream just before the delete measurably delays the delete (and
+    // so the handoff); the DELETE event it may still see is ignored, since
+    // the hold has ended.
+    const watch = this.#end();
     try {
       if (this.#lease.lost === undefined) {
         await this.#session.request("/v3/kv/deleterange", { key: encodeKey(this.key) }, {
@@ -168,6 +174,7 @@ export class Hold {
     } catch (error) {
       if (!this.#session.closed) throw error;
     } finally {
+      watch?.stop();
       this.#session.unretain(this.#lease);
       this.#onEnd();
     }
