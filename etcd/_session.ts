@@ -537,10 +537,12 @@ export class Session {
       state.stop.abort();
     };
     this.#watches.add(state);
-    // Told as soon as the outcome is known: closing the stream comes after.
+    // Told as soon as the outcome is known; the loop closes its stream after
+    // a macrotask, so the waiter told runs on first (closing costs).
     const finish = (outcome: WatchOutcome) => {
       if (state.stopped) return;
-      stop();
+      state.stopped = true;
+      this.#watches.delete(state);
       done(outcome);
     };
     this.track(
@@ -611,11 +613,13 @@ export class Session {
             }
             if (int(result.compact_revision) > 0n) {
               finish("reset");
+              await macrotask();
               return undefined;
             }
             for (const event of result.events ?? []) {
               if (event.type === "DELETE") {
                 finish("deleted");
+                await macrotask();
                 return undefined;
               }
               next = int(event.kv?.mod_revision) + 1n;
@@ -715,6 +719,11 @@ export class Session {
 }
 
 const JSON_HEADERS: HeadersInit = { "content-type": "application/json" };
+
+/** Resolves after the microtasks queued so far, and those they queue, have run. */
+function macrotask(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 /** Reads a gateway answer: its JSON, or the error it carries. */
 function parse<T>(response: { status: number; text: string }, path: string): T {
