@@ -339,6 +339,24 @@ Deno.test({
 });
 
 Deno.test({
+  name: "EtcdLock: a hold outlives its ttl many times over: the lease is renewed every ttl/3",
+  ignore,
+  async fn() {
+    await using cluster = await startEtcd();
+    await using client = new EtcdClient({ endpoints: cluster.endpoints, ttl: 2_000 });
+    const lock = new EtcdLock(client, "long");
+    await using guard = await lock.lock();
+    const renewals = () => client.requestCounts()["/v3/lease/keepalive"] ?? 0;
+    // Five renewals take more than 1.5 ttl: without them the key would be gone.
+    await until(() => renewals() >= 5, "five renewals");
+    assert.equal(guard.signal.aborted, false);
+    assert.equal(lock.acquired, true);
+    const [key] = await cluster.keys("long/");
+    assert.equal(key.createRevision, guard.fencingToken);
+  },
+});
+
+Deno.test({
   name: "EtcdLock: idle waiting sends nothing but keep-alives",
   ignore,
   async fn() {
