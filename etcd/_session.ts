@@ -515,8 +515,10 @@ export class Session {
    * made before the watch is set up is still seen), and calls `done` once:
    * "deleted", "reset" when that history was compacted (look again), or an
    * error when no endpoint answered until `patience` ms had passed without
-   * a stream. A broken stream is re-established from the last revision seen,
-   * on the next endpoint when its own failed.
+   * a stream. A broken stream is re-established, on the next endpoint when
+   * its own failed, from the revision after the last event seen (the watch
+   * filters out PUTs and ends at the first DELETE, so that is `from` until
+   * then): nothing between the two streams is missed.
    */
   watchDelete(
     key: string,
