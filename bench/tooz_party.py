@@ -2,7 +2,7 @@
 
     /usr/bin/python3 bench/tooz_party.py pairs ENDPOINT NAME N
         times N uncontended acquire()+release() of tooz's etcd3gw lock;
-        prints one JSON line: {"pairNs": ..., "version": ...}.
+        prints one JSON line: {"pairNs": p50, "meanNs": ..., "version": ...}.
     /usr/bin/python3 bench/tooz_party.py serve ENDPOINT NAME
         a handoff party, one command a line on stdin (hold / wait / release /
         quit), the protocol of bench/handoff_child.ts; times are time.time_ns().
@@ -47,12 +47,18 @@ def pairs(endpoint, name, n):
 
     for _ in range(max(1, n // 10)):  # warm up
         pair()
-    t0 = time.perf_counter_ns()
+    samples = []
     for _ in range(n):
+        t0 = time.perf_counter_ns()
         pair()
-    ns = (time.perf_counter_ns() - t0) / n
+        samples.append(time.perf_counter_ns() - t0)
     coordinator.stop()
-    print(json.dumps({"pairNs": ns, "version": version()}), flush=True)
+    samples.sort()
+    print(json.dumps({
+        "pairNs": samples[(len(samples) + 1) // 2 - 1],  # p50, as bench/_etcd.ts
+        "meanNs": sum(samples) / n,
+        "version": version(),
+    }), flush=True)
 
 
 def serve(endpoint, name):
