@@ -78,7 +78,7 @@ export class Hold {
   readonly #controller = new AbortController();
   readonly #onEnd: () => void;
   readonly #onLost: (error: LockError) => void;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: { cancel(): void } | undefined;
   #watch: { stop(): void } | undefined;
   #ended = false;
 
@@ -90,7 +90,7 @@ export class Hold {
     this.#onEnd = onEnd;
     this.#onLost = (error) => this.lose(error);
     lease.listeners.add(this.#onLost);
-    this.#timer = setTimeout(() => {
+    this.#timer = session.later(() => {
       this.#timer = undefined;
       this.#watchFrom(token + 1n);
     }, DELETE_WATCH_DELAY_MS);
@@ -141,7 +141,7 @@ export class Hold {
   /** Marks the hold ended; returns its deletion watch, for the caller to stop. */
   #end(): { stop(): void } | undefined {
     this.#ended = true;
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     const watch = this.#watch;
     this.#watch = undefined;
     this.#lease.listeners.delete(this.#onLost);

@@ -43,6 +43,8 @@ const ATTEMPT_TIMEOUT_MIN_MS = 1_000;
 const ATTEMPT_TIMEOUT_MAX_MS = 5_000;
 /** The least time an attempt gets, even at its deadline: one round trip on a slow network. */
 const ATTEMPT_FLOOR_MS = 100;
+/** How often the watchdog looks for attempts past their timeout (see `#armWatchdog`). */
+const WATCHDOG_MS = 50;
 /** First pause after a failed round over all endpoints: short, a leader election takes ~1 s. */
 const RETRY_FIRST_MS = 25;
 /** Longest pause between two rounds: an endpoint coming back is seen within this. */
@@ -108,6 +110,15 @@ export interface DeleteWatch {
 
 class Retryable extends Error {}
 
+/** An HTTP request in flight, for the watchdog. */
+interface Attempt {
+  readonly controller: AbortController;
+  readonly endpoint: string;
+  readonly timeout: number;
+  /** `performance.now()` after which it is aborted. */
+  readonly due: number;
+}
+
 interface WatchState {
   stopped: boolean;
   endpoint: string | undefined;
@@ -130,10 +141,13 @@ export class Session {
   readonly #closer = new AbortController();
   #closing: Promise<void> | undefined;
   readonly #tasks = new Set<Promise<unknown>>();
-  /** The attempts in flight with a controller of their own: `close()` aborts them. */
-  readonly #inflight = new Set<AbortController>();
   /** The controller shared by the attempts in flight without a signal (see `#fetch`). */
   #epoch = new AbortController();
+  /** Attempts in flight, with when each times out. */
+  readonly #attempts = new Set<Attempt>();
+  /** Coarse timers (see `later`). */
+  readonly #later = new Set<{ readonly due: number; readonly run: () => void }>();
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
   readonly #watches = new Set<WatchState>();
   /** Requests sent, by path: for tests and benchmarks. */
   readonly counts: Map<string, number> = new Map();
@@ -305,36 +319,74 @@ export class Session {
     timeout: number,
   ): Promise<{ status: number; text: string }> {
     this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
-    const attempt = signal === undefined ? this.#epoch : new AbortController();
-    const timer = setTimeout(() => {
-      if (attempt === this.#epoch) this.#epoch = new AbortController();
-      attempt.abort(new Retryable(`${endpoint}: no answer within ${timeout} ms`));
-    }, timeout);
-    const onAbort = () => attempt.abort(signal!.reason);
-    if (signal !== undefined) {
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.#inflight.add(attempt);
-    }
+    const controller = signal === undefined ? this.#epoch : new AbortController();
+    const attempt: Attempt = { controller, endpoint, timeout, due: performance.now() + timeout };
+    this.#attempts.add(attempt);
+    this.#armWatchdog();
+    const onAbort = () => controller.abort(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const response = await fetch(endpoint + path, {
         method: "POST",
         headers,
         body: JSON.stringify(body),
-        signal: attempt.signal,
+        signal: controller.signal,
       });
       return { status: response.status, text: await response.text() };
     } catch (error) {
       signal?.throwIfAborted();
       this.throwIfClosed();
-      if (attempt.signal.aborted) throw attempt.signal.reason;
+      if (controller.signal.aborted) throw controller.signal.reason;
       throw new Retryable(`${endpoint}: ${(error as Error).message}`, { cause: error });
     } finally {
-      clearTimeout(timer);
-      if (signal !== undefined) {
-        signal.removeEventListener("abort", onAbort);
-        this.#inflight.delete(attempt);
-      }
+      this.#attempts.delete(attempt);
+      signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /**
+   * Attempt timeouts are enforced by one watchdog timer, armed while
+   * attempts are in flight and checking them every WATCHDOG_MS, instead of a
+   * timer per attempt: a timer per request measurably slows the path every
+   * lock operation takes, and a timeout of a second or more does not need
+   * millisecond precision.
+   */
+  /**
+   * Runs `run` in about `ms` milliseconds (on the watchdog's next tick at
+   * or after that time), unless cancelled first: a coarse timer that costs
+   * no timer of its own.
+   */
+  later(run: () => void, ms: number): { cancel(): void } {
+    const task = { due: performance.now() + ms, run };
+    this.#later.add(task);
+    this.#armWatchdog();
+    return { cancel: () => this.#later.delete(task) };
+  }
+
+  #armWatchdog(): void {
+    if (this.#watchdog !== undefined) return;
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined;
+      const now = performance.now();
+      for (const attempt of this.#attempts) {
+        if (now < attempt.due) continue;
+        this.#attempts.delete(attempt);
+        const { controller } = attempt;
+        // The attempts sharing the epoch controller are retried with it.
+        if (controller === this.#epoch) this.#epoch = new AbortController();
+        controller.abort(
+          new Retryable(`${attempt.endpoint}: no answer within ${attempt.timeout} ms`),
+        );
+      }
+      for (const task of this.#later) {
+        if (now < task.due) continue;
+        this.#later.delete(task);
+        task.run();
+      }
+      if ((this.#attempts.size > 0 || this.#later.size > 0) && !this.closed) this.#armWatchdog();
+    }, WATCHDOG_MS);
+    // In-flight fetches keep the process alive, not their watchdog.
+    Deno.unrefTimer(this.#watchdog);
   }
 
   #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -684,8 +736,10 @@ export class Session {
       );
     }
     this.#closer.abort(error);
-    for (const attempt of this.#inflight) attempt.abort(error);
+    for (const attempt of this.#attempts) attempt.controller.abort(error);
     this.#epoch.abort(error);
+    clearTimeout(this.#watchdog);
+    this.#later.clear();
     if (lease !== undefined) await this.#revokeClosed(lease);
     while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
   }
