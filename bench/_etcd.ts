@@ -2,7 +2,8 @@
 // on tmpfs (/dev/shm: no disk fsync in the figures, so the client's own costs
 // show), started by tests/_etcd.ts on 127.0.0.1.
 //
-//   deno run --allow-all bench/_etcd.ts      (prints a table; bench/run.ts calls etcdFigures)
+//   deno run --allow-all bench/_etcd.ts [--quick] [--only=pair|handoff|queue]
+//     prints a table; bench/run.ts calls etcdFigures and etcdTargets.
 //
 // 1. acquire+release in one process: EtcdLock vs the floor (two bare gateway
 //    txns by fetch: create-if-absent, delete) vs tooz's etcd3gw lock
@@ -314,7 +315,8 @@ export async function etcdFigures(
     await using holderClient = new EtcdClient({ endpoints: endpoint, ttl: 10_000 });
     const holdLock = new EtcdLock(holderClient, "bench/idle");
     await holdLock.acquire();
-    const waiter = spawnParty(deno, [...PARTY, "serve", proxy.url, "bench/idle"]);
+    // ttl 2 s: a keep-alive every ~667 ms, so the 2 s show that they are counted.
+    const waiter = spawnParty(deno, [...PARTY, "serve", proxy.url, "bench/idle", "2000"]);
     try {
       await waiter.expect("ready");
       await waiter.ask("wait", "waiting");
@@ -492,7 +494,7 @@ if (import.meta.main) {
   if (results.idle !== undefined) {
     const { requests } = results.idle;
     console.log(
-      `| ${SECTION_QUEUE} | idle waiter: requests in 2 s (ttl 10 s) | ${
+      `| ${SECTION_QUEUE} | idle waiter: requests in 2 s (ttl 2 s) | ${
         Object.values(requests).reduce((a, b) => a + b, 0)
       } | ${Object.entries(requests).map(([p, n]) => `${p} ${n}`).join(", ") || "none"} |`,
     );
@@ -537,7 +539,7 @@ export function etcdTargets(r: EtcdResults): EtcdTarget[] {
     ? undefined
     : Object.entries(idle).filter(([p]) => p !== "/v3/lease/keepalive");
   rows.push({
-    target: "idle waiter (2 s): no request but keep-alives",
+    target: "idle waiter (2 s, ttl 2 s): no request but keep-alives",
     measured: idle === undefined
       ? "not measured (see skips)"
       : Object.entries(idle).map(([p, n]) => `${p} ${n}`).join(", ") || "0 requests",

@@ -1,6 +1,6 @@
 // EtcdLock's side of the etcd benchmarks (bench/_etcd.ts), one command a line.
 //
-//   deno run --allow-net=127.0.0.1 bench/etcd_party.ts serve ENDPOINT NAME
+//   deno run --allow-net=127.0.0.1 bench/etcd_party.ts serve ENDPOINT NAME [TTL_MS]
 //     the handoff protocol of bench/handoff_child.ts: hold / wait / release /
 //     quit → held / waiting / "released <ns>" / "got <ns>".
 //   deno run --allow-net=127.0.0.1 bench/etcd_party.ts queue ENDPOINT NAME K
@@ -20,7 +20,8 @@ const ns = () => BigInt(Math.round((performance.timeOrigin + performance.now()) 
 
 const clients = Array.from(
   { length: mode === "queue" ? Number(k) : 1 },
-  () => new EtcdClient({ endpoints: endpoint, ttl: 10_000 }),
+  // serve's optional 4th argument is the lease ttl (ms): the idle-waiter figure uses a short one.
+  () => new EtcdClient({ endpoints: endpoint, ttl: mode === "serve" && k ? Number(k) : 10_000 }),
 );
 const locks = clients.map((c) => new EtcdLock(c, name));
 
