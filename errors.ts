@@ -153,6 +153,18 @@ export function timedOut(
 }
 
 /**
+ * Makes the error for a remote lock service (etcd): it did not answer
+ * (`"UNAVAILABLE"`), refused the credentials (`"AUTH"`), or a held lock was
+ * lost (`"LEASE_EXPIRED"`, `"KEY_DELETED"`); `"CLOSED"` after the client was
+ * closed, `"ETCD"` for any other error etcd reported.
+ *
+ * @internal
+ */
+export function remoteError(code: string, message: string, cause?: unknown): LockError {
+  return new LockError(message, cause === undefined ? { code } : { code, cause });
+}
+
+/**
  * Makes a `TypeError` (wrong type) or `RangeError` (right type, bad value)
  * for an argument, naming the argument and quoting the value.
  *

@@ -25,6 +25,7 @@ import { WAITER_COUNTS, waitersThreadFigures } from "./_waiters_thread.ts";
 import { semaphoreFigures } from "./_thread_semaphore.ts";
 import { semaphoreFigures as processSemaphoreFigures } from "./_semaphore.ts";
 import { waitersProcessFigures } from "./_waiters_process.ts";
+import { etcdFigures, etcdTargets } from "./_etcd.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -373,6 +374,7 @@ const waiters = await waitersThreadFigures(add, skip);
 const semaphore = await semaphoreFigures(add, skip); // thread Semaphore: bench/_thread_semaphore.ts
 const semaphores = await processSemaphoreFigures(add, skip); // InterProcessSemaphore (bench/_semaphore.ts)
 const manyWaiters = await waitersProcessFigures(add, skip); // many async waiters (bench/_waiters_process.ts)
+const etcd = await etcdFigures(add, skip);
 
 // --- report -------------------------------------------------------------------------
 
@@ -600,6 +602,7 @@ for (const n of [1, 32, 1000]) {
   });
 }
 // --- end many async waiters ---
+targets.push(...etcdTargets(etcd));
 
 const machine = await describeMachine();
 const lines: string[] = [];
