@@ -780,7 +780,8 @@ for (const name of ["ipl", "prw", "tl", "trw"]) {
 // --- thread Semaphore kind (tsem) ---
 console.log(
   `    tsem ${String(intervals.filter((i) => i.lock === "tsem").length).padStart(8)}  ` +
-    `(most holders at once ${tsemMost} of ${SHARED.TSEM_SLOTS} slots)`,
+    `(most holders at once ${tsemMost} of ${SHARED.TSEM_SLOTS} slots; ` +
+    `${recoveries.filter((r) => r.startsWith("F tsem ")).length} slots force-released)`,
 );
 // --- end tsem ---
 // --- process semaphore ---
