@@ -241,7 +241,7 @@ Deno.test("InterProcessSemaphore: timeouts, blocking: false and signals leave no
   s.release();
 });
 
-Deno.test("InterProcessSemaphore: release() gives back the most recent slot, guards and withLock their own", async () => {
+Deno.test("InterProcessSemaphore: release() gives back the most recent acquire()d slot, never a guard's; guards and withLock give back their own", async () => {
   await using dir = await tempDir();
   const path = dir.file("order.sem");
   const s = new InterProcessSemaphore(path, 3);
@@ -253,9 +253,12 @@ Deno.test("InterProcessSemaphore: release() gives back the most recent slot, gua
   g1.release(); // its own slot (slot 0), not the most recent
   assert.equal(s.held, 2);
   assert.equal(probe.acquireSync({ blocking: false }), true); // takes slot 0 back
-  s.release(); // the most recent still held: g3's slot
-  assert.throws(() => g3.release(), LockError);
-  s.release(); // the plain acquisition
+  s.release(); // the plain acquisition, not g3's more recent slot
+  assert.equal(s.held, 1);
+  assert.throws(() => s.release(), /no slot held from acquire\(\) or acquireSync\(\)/);
+  assert.equal(s.held, 1); // the refused release() left g3's slot alone
+  g3.release();
+  assert.throws(() => g3.release(), LockError); // a guard gives back once
   assert.throws(() => s.release(), /no slot held/);
   assert.equal(s.held, 0);
   probe.release();
@@ -391,8 +394,7 @@ Deno.test({
     assert.deepEqual([0, 1, 2, 1024].map((k) => byteBusy(path, k)), [true, true, false, false]);
     const g = s.lockSync();
     assert.deepEqual([0, 1, 2, 1024].map((k) => byteBusy(path, k)), [true, true, true, false]);
-    s.release(); // the most recent: slot 2 (the guard's)
-    assert.throws(() => g.release(), LockError);
+    g.release(); // the guard's slot 2
     assert.deepEqual([0, 1, 2].map((k) => byteBusy(path, k)), [true, true, false]);
     assert.equal(s.acquireSync(), true);
     // All three busy: a waiter that waits forever queues on the turnstile.

@@ -7,7 +7,7 @@
 
 import { badArgument, misuse, timedOut } from "../../errors.ts";
 import { type Guard, makeGuard } from "../guard.ts";
-import { type AcquireOptions, parseOptions, type Waiting } from "../_options.ts";
+import { type AcquireOptions, parseOptions } from "../_options.ts";
 import { lockFilePath } from "./_file_lock.ts";
 import { type HeldSlot, SemaphoreFile } from "./_semaphore_file.ts";
 
@@ -48,8 +48,10 @@ export function checkSlots(slots: unknown): number {
  *   the others never look at. Do not take an {@linkcode InterProcessLock} on
  *   a semaphore's file (it would conflict with slot 0, or with every slot).
  * - {@linkcode InterProcessSemaphore.held} counts the slots this object
- *   holds. `release()` gives back the most recent slot it still holds; a guard
- *   or {@linkcode InterProcessSemaphore.withLock} gives back its own. Not
+ *   holds. `release()` gives back the most recent slot taken by `acquire()`
+ *   or `acquireSync()` that it still holds; a guard or
+ *   {@linkcode InterProcessSemaphore.withLock} gives back its own, and
+ *   `release()` never takes a guard's slot. Not
  *   reentrant: a nested `withLock` takes another slot. Release from the
  *   thread (Worker) that acquired.
  * - When a holding process dies, even by SIGKILL, the kernel frees its slot
@@ -86,8 +88,10 @@ export class InterProcessSemaphore {
   readonly slots: number;
   readonly #file: SemaphoreFile;
   readonly #name: string;
-  /** The slots this object holds, oldest first. */
-  readonly #held: HeldSlot[] = [];
+  /** Slots taken by acquire()/acquireSync() and not yet given back, oldest first: what release() gives back. */
+  readonly #bare: HeldSlot[] = [];
+  /** How many slots guards and withLock() callbacks of this object hold. */
+  #guarded = 0;
 
   /**
    * Makes a semaphore of `slots` slots on `path`. Nothing is opened or
@@ -108,7 +112,7 @@ export class InterProcessSemaphore {
 
   /** How many slots this object holds now. */
   get held(): number {
-    return this.#held.length;
+    return this.#bare.length + this.#guarded;
   }
 
   /**
@@ -121,19 +125,10 @@ export class InterProcessSemaphore {
    * @throws {RangeError} (as a rejection) for a negative or NaN time.
    */
   async acquire(options?: AcquireOptions): Promise<boolean> {
-    return await this.#acquire(parseOptions(options)) !== undefined;
-  }
-
-  async #acquire(w: Waiting): Promise<HeldSlot | undefined> {
-    const held = await this.#file.acquire(w);
-    if (held !== undefined) this.#held.push(held);
-    return held;
-  }
-
-  #acquireSync(w: Waiting): HeldSlot | undefined {
-    const held = this.#file.acquireSync(w, this.#name);
-    if (held !== undefined) this.#held.push(held);
-    return held;
+    const held = await this.#file.acquire(parseOptions(options));
+    if (held === undefined) return false;
+    this.#bare.push(held);
+    return true;
   }
 
   /**
@@ -147,27 +142,36 @@ export class InterProcessSemaphore {
    * @throws {RangeError} for a negative or NaN time.
    */
   acquireSync(options?: AcquireOptions): boolean {
-    return this.#acquireSync(parseOptions(options)) !== undefined;
+    const held = this.#file.acquireSync(parseOptions(options), this.#name);
+    if (held === undefined) return false;
+    this.#bare.push(held);
+    return true;
   }
 
   /**
-   * Gives back the most recent slot this object still holds.
+   * Gives back the most recent slot this object took with `acquire()` or
+   * `acquireSync()` and still holds (guards give back their own).
    *
-   * @throws {LockError} when it holds none.
+   * @throws {LockError} when it holds none of those.
    */
   release(): void {
-    const held = this.#held.pop();
+    const held = this.#bare.pop();
     if (held === undefined) {
-      throw misuse(this.#name, "release() with no slot held", this.path);
+      throw misuse(
+        this.#name,
+        this.#guarded > 0
+          ? "release() with no slot held from acquire() or acquireSync() (guards and withLock() give back their own)"
+          : "release() with no slot held",
+        this.path,
+      );
     }
     this.#file.release(held);
   }
 
   #guard(held: HeldSlot): Guard {
+    this.#guarded++;
     return makeGuard(() => {
-      const i = this.#held.lastIndexOf(held);
-      if (i < 0) throw misuse(this.#name, "guard released after its slot was released", this.path);
-      this.#held.splice(i, 1);
+      this.#guarded--;
       this.#file.release(held);
     }, this.#name);
   }
@@ -181,7 +185,7 @@ export class InterProcessSemaphore {
    */
   async lock(options?: AcquireOptions): Promise<Guard> {
     const w = parseOptions(options);
-    const held = await this.#acquire(w);
+    const held = await this.#file.acquire(w);
     if (held === undefined) throw timedOut(this.#name, w.timeout, this.path);
     return this.#guard(held);
   }
@@ -195,7 +199,7 @@ export class InterProcessSemaphore {
    */
   lockSync(options?: AcquireOptions): Guard {
     const w = parseOptions(options);
-    const held = this.#acquireSync(w);
+    const held = this.#file.acquireSync(w, this.#name);
     if (held === undefined) throw timedOut(this.#name, w.timeout, this.path);
     return this.#guard(held);
   }
