@@ -48,7 +48,7 @@ run() {
 # Configurations: small enough for CI, large enough to reach every branch.
 LOCK_CFGS=("-DNP=3 -DROUNDS=1 -DSHARED=1" "-DNP=2 -DROUNDS=3 -DSHARED=0")
 RW_CFGS=("-DNW=2 -DNR=1 -DSHAREW=1" "-DNW=1 -DNR=2 -DMAXR=1 -DSHARER=1" "-DNW=1 -DNR=1 -DROUNDS=2"
-  "-DNW=2 -DNR=0")
+  "-DNW=2 -DNR=0" "-DNW=3 -DNR=0 -DSHAREW=1")
 SEM_CFGS=("-DCFG=1" "-DCFG=2" "-DCFG=3") # Semaphore: see spin/semaphore.pml's header
 
 # Mapping check: every "<file> ... L<n>: Atomics.<op>" comment in a model must name

@@ -358,7 +358,9 @@ inline admit_readers(th) {
 
 /* The writer queue ran empty with its watcher waiting: #endWriterWatch L479-481. */
 inline end_writer_watch(th) {
-#ifndef MUT_NO_END_WATCH
+#ifdef MUT_NO_END_WATCH
+  skip
+#else
   if
   :: wwatch[th] && lwlen[th] == 0 ->
      d_step { notify_all_wseq() }   /* _raw_rwlock.ts #endWriterWatch L480: Atomics.notify(WSEQ) */
