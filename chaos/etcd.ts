@@ -78,6 +78,8 @@ interface Hold {
   start: number;
   /** End of the hold's live part (E, L, SIGKILL or SIGSTOP of its process). */
   end?: number;
+  /** What ended it: E, L, kill, pause, a signal sent while its line was in the pipe, the run's end. */
+  endedBy?: string;
   /** Its process was SIGSTOPped while it asked: its A line may come after a later holder's. */
   suspect: boolean;
 }
@@ -88,6 +90,9 @@ interface ClientProcess {
   alive: boolean;
   paused: boolean;
   pauses: { from: number; to: number }[];
+  /** When this supervisor sent it SIGSTOP or SIGKILL (now(), just before sending). */
+  stops: number[];
+  killed: boolean;
   lastAsked: number;
   open: Map<string, Hold>;
   reading: Promise<void>;
@@ -139,6 +144,8 @@ function spawnClient(): ClientProcess {
     alive: true,
     paused: false,
     pauses: [],
+    stops: [],
+    killed: false,
     lastAsked: 0,
     open: new Map(),
     reading: Promise.resolve(),
@@ -181,8 +188,14 @@ function record(client: ClientProcess, line: string): void {
         suspect: client.pauses.some((p) => p.to >= client.lastAsked && p.from <= start),
       };
       holds.push(hold);
-      client.open.set(hold.id, hold);
       count(`held ${hold.mode}`);
+      // A line still in the pipe when the process was stopped or killed: the
+      // hold's live part ended at that signal.
+      const cut = client.stops.filter((t) => t >= start);
+      if (cut.length > 0) hold.end = Math.min(...cut);
+      else if (client.paused || client.killed) hold.end = start;
+      else client.open.set(hold.id, hold);
+      if (hold.end !== undefined) hold.endedBy = "signal with its A line in the pipe";
       break;
     }
     case "E":
@@ -195,6 +208,7 @@ function record(client: ClientProcess, line: string): void {
       if (hold === undefined) break;
       const at = Number(f[0] === "E" ? f[2] : f[3]);
       hold.end = Math.min(hold.end ?? Infinity, at);
+      hold.endedBy = f[0];
       client.open.delete(hold.id);
       break;
     }
@@ -215,10 +229,11 @@ function record(client: ClientProcess, line: string): void {
 }
 
 /** Ends the live part of every open hold of `client` at `at`. */
-function endOpenHolds(client: ClientProcess, at: number): number {
+function endOpenHolds(client: ClientProcess, at: number, why: string): number {
   let n = 0;
   for (const hold of client.open.values()) {
     hold.end = Math.min(hold.end ?? Infinity, at);
+    hold.endedBy = why;
     n++;
   }
   client.open.clear();
@@ -249,19 +264,22 @@ while (now() < runUntil) {
       ? holders[Math.floor(random() * holders.length)]
       : live[Math.floor(random() * live.length)];
     const at = now();
+    victim.stops.push(at);
+    victim.killed = true;
     victim.process.kill("SIGKILL");
     victim.alive = false;
     totals.clientKills++;
-    if (endOpenHolds(victim, at) > 0) totals.killedHolders++;
+    if (endOpenHolds(victim, at, "SIGKILL") > 0) totals.killedHolders++;
     spawnClient();
   } else if (dice < 0.7 && live.length > 0) {
     // Pause a client, sometimes past its lease.
     const victim = live[Math.floor(random() * live.length)];
     const ms = (0.2 + random() * 2.3) * ttl;
     const at = now();
-    victim.process.kill("SIGSTOP");
+    victim.stops.push(at);
     victim.paused = true;
-    endOpenHolds(victim, at);
+    victim.process.kill("SIGSTOP");
+    endOpenHolds(victim, at, "SIGSTOP");
     totals.pauses++;
     if (ms > ttl) totals.pausesPastTtl++;
     track((async () => {
@@ -316,7 +334,7 @@ for (const client of clients) {
   await client.process.status;
   await client.reading.catch(() => {});
   await client.process.stdin.close().catch(() => {});
-  if (client.open.size > 0) endOpenHolds(client, now());
+  if (client.open.size > 0) endOpenHolds(client, now(), "the run's end");
 }
 
 // Keys: killed clients' leases expire within ttl; wait for that, bounded.
@@ -382,7 +400,9 @@ for (const lock of [...MUTEXES, RWLOCK]) {
         violations.push(
           `two live holds of ${lock}: ${a.id} (${a.mode}, token ${a.token}, ${a.start.toFixed(1)}–${
             aEnd.toFixed(1)
-          }) and ${b.id} (${b.mode}, token ${b.token}, from ${b.start.toFixed(1)})`,
+          }, ended by ${a.endedBy ?? "nothing"}) and ${b.id} (${b.mode}, token ${b.token}, from ${
+            b.start.toFixed(1)
+          })`,
         );
       }
     }

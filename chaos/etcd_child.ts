@@ -16,6 +16,7 @@
 //   X <what>                             an error nothing here expects (a violation)
 // Exclusive holders (m, w) write their token to the token-checking store,
 // twice per hold, and only while their signal is not aborted.
+// One hold in 33 ends by closing the client (then a new one is made).
 // Sabotage: one hold in four skips the lock and writes with the last token seen.
 
 import { EtcdClient, EtcdLock, EtcdReaderWriterLock } from "../etcd/mod.ts";
@@ -26,7 +27,8 @@ import { MUTEXES, RWLOCK } from "./_etcd.ts";
 const [endpoints, ttl, seed, store, sabotageArg] = Deno.args;
 const sabotage = sabotageArg === "sabotage";
 const random = rng(Number(seed));
-const client = new EtcdClient({ endpoints: endpoints.split(","), ttl: Number(ttl) });
+const connect = () => new EtcdClient({ endpoints: endpoints.split(","), ttl: Number(ttl) });
+let client = connect();
 const encoder = new TextEncoder();
 let holds = 0;
 let stopping = false;
@@ -72,6 +74,13 @@ async function work(lock: string, token: bigint, signal: AbortSignal, exclusive:
   }
   say(`E ${hold} ${now()}`);
   signal.removeEventListener("abort", onLost);
+  if (random() < 0.03) {
+    // Close the client while holding: its lease is revoked, which frees the
+    // key (the release that follows must resolve); then start a new client.
+    await client.close();
+    if (!signal.aborted) say(`X ${lock}: close() left the hold's signal not aborted`);
+    client = connect();
+  }
 }
 
 /** A hold that skips the lock (sabotage): the checks must catch it. */

@@ -2,8 +2,13 @@
 // its own temp data dir, stopped and removed at the end (`await using`).
 //
 //   await using cluster = await startEtcd({ members: 3 });
-//   cluster.endpoints;          // ["http://127.0.0.1:41235", ...]
-//   cluster.kill(cluster.leader()); // SIGKILL, then restart(i) rejoins with its data dir
+//   cluster.endpoints;                      // ["http://127.0.0.1:41235", ...]
+//   const leader = await cluster.leader();  // index, from /v3/maintenance/status
+//   await cluster.kill(leader);             // SIGKILL (stop/cont: SIGSTOP/SIGCONT)
+//   await cluster.restart(leader);          // same data dir: it rejoins
+//   await cluster.keys("jobs/");            // what is left in etcd
+//
+// With tmpfs: true the data dirs are under /dev/shm (for benches).
 //
 // Every wait here is bounded (a deadline, then an Error naming what never
 // happened, with the member's last log lines). Nothing listens beyond loopback.
