@@ -490,7 +490,7 @@ export class Session {
         const due = lease.renewedAt + this.ttlMs / KEEPALIVE_DIVISOR;
         if (performance.now() < due) {
           await new Promise<void>((resolve) => {
-            const timer = setTimeout(done, due - performance.now());
+            const timer = setTimeout(done, Math.max(0, due - performance.now()));
             // Renewals alone never keep a program alive (its waits and work do).
             Deno.unrefTimer(timer);
             function done() {
