@@ -20,6 +20,10 @@ export const ETCD_BIN: string = Deno.env.get("ETCD_BIN") ?? "/usr/bin/etcd";
 
 /** Why the etcd tests cannot run here, or `undefined` when they can. */
 export const etcdMissing: string | undefined = (() => {
+  if (Deno.build.os === "windows" && Deno.env.get("ETCD_BIN") === undefined) {
+    // Under Wine, /usr/bin/etcd is visible (drive Z:) but is a Linux program.
+    return "the etcd tests start the Linux etcd of the host (set ETCD_BIN to an etcd.exe on Windows)";
+  }
   try {
     return Deno.statSync(ETCD_BIN).isFile ? undefined : `${ETCD_BIN} is not a file`;
   } catch {

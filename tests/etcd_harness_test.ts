@@ -85,6 +85,13 @@ Deno.test({
   async fn() {
     await using cluster = await startEtcd({ members: 1 });
     cluster.stop(0);
+    // SIGSTOP takes effect as each of etcd's threads next enters the kernel: wait
+    // (bounded) until /proc reports the whole process stopped before asking it.
+    const stat = `/proc/${cluster.pid(0)}/stat`;
+    for (let i = 0; i < 200 && !/^\d+ \(.*\) T /.test(await Deno.readTextFile(stat)); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.match(await Deno.readTextFile(stat), /^\d+ \(.*\) T /, "etcd never stopped");
     await assert.rejects(
       fetch(cluster.endpoints[0] + "/health", { signal: AbortSignal.timeout(300) }),
     );

@@ -171,13 +171,18 @@ os="$(wine eval --quiet 'console.log(Deno.build.os)' 2>"$work/wine.err" | tr -d 
 phase_done "prefix"
 
 # The permissions of `deno task test:processes` (the part of `deno task test`
-# that grants them), so both runs grant the same; by default every file in tests/.
+# that grants them), so both runs grant the same; by default every file in tests/
+# but the etcd tests.
 task_js='const t = JSON.parse(Deno.readTextFileSync("deno.json")).tasks?.["test:processes"] ?? "";
 console.log(t.trim().split(/\s+/).filter((w) => w.startsWith("--allow-")).join(" "));'
 read -r -a flags <<<"$(wine eval --quiet "$task_js" | tr -d '\r')" ||
   die "cannot read deno.json's tasks"
 ((${#flags[@]})) || die "no --allow-* flags found in deno.json's tasks.test:processes"
-((${#targets[@]})) || targets=(tests/)
+if ((${#targets[@]} == 0)); then
+  targets=(tests/)
+  # The etcd tests need --allow-net and the host's Linux etcd: `deno task test:etcd` runs them.
+  flags+=("--ignore=tests/etcd_*")
+fi
 
 say "deno.exe $DENO_VERSION test ${flags[*]} ${targets[*]}"
 # In the background, so that an INT or TERM to this script is handled at once
