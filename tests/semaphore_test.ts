@@ -1,63 +1,11 @@
 import assert from "node:assert/strict";
 import { Lock, locked, LockError, LockTimeoutError, Semaphore, tryLock } from "../mod.ts";
-import { pause, until } from "./workers/driver.ts";
+import { Driven, pause, until } from "./workers/driver.ts";
 
-/** What the semaphore worker answers. */
-interface Reply {
-  seq?: number;
-  event?: string;
-  result?: unknown;
-  error?: string;
-}
-
-/** A Worker running semaphore_worker.ts, driven by numbered requests (as driver.ts's Driven). */
-class SemWorker implements AsyncDisposable {
-  readonly worker = new Worker(new URL("./workers/semaphore_worker.ts", import.meta.url), {
-    type: "module",
-  });
-  #seq = 0;
-  #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  #events: string[] = [];
-  #eventWaiters: ((e: string) => void)[] = [];
-
+/** A Worker running semaphore_worker.ts, driven by numbered requests. */
+class SemWorker extends Driven {
   constructor() {
-    this.worker.onmessage = (e: MessageEvent<Reply>) => {
-      const reply = e.data;
-      if (reply.event !== undefined) {
-        const waiter = this.#eventWaiters.shift();
-        if (waiter) waiter(reply.event);
-        else this.#events.push(reply.event);
-        return;
-      }
-      const pending = this.#pending.get(reply.seq!);
-      this.#pending.delete(reply.seq!);
-      if (reply.error !== undefined) pending?.reject(new Error(reply.error));
-      else pending?.resolve(reply.result);
-    };
-    this.worker.onerror = (e) => {
-      e.preventDefault();
-      for (const p of this.#pending.values()) p.reject(new Error(`worker failed: ${e.message}`));
-      this.#pending.clear();
-    };
-  }
-
-  call(op: string, args: Record<string, unknown> = {}): Promise<unknown> {
-    const seq = ++this.#seq;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(seq, { resolve, reject });
-      this.worker.postMessage({ seq, op, ...args });
-    });
-  }
-
-  async expect(name: string): Promise<void> {
-    const queued = this.#events.shift();
-    const got = queued ?? await new Promise<string>((r) => this.#eventWaiters.push(r));
-    if (got !== name) throw new Error(`expected event "${name}", got "${got}"`);
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    this.worker.terminate();
-    return Promise.resolve();
+    super(new URL("./workers/semaphore_worker.ts", import.meta.url));
   }
 }
 

@@ -1,4 +1,4 @@
-// Test helper: a Worker running thread_lock_worker.ts, driven by numbered requests.
+// Test helper: a Worker (thread_lock_worker.ts unless told otherwise), driven by numbered requests.
 
 /** What a worker answers: the request's number and a result, or an error message. */
 interface Reply {
@@ -17,10 +17,9 @@ export class Driven implements AsyncDisposable {
   #eventWaiters: ((e: string) => void)[] = [];
   #failure: Error | undefined;
 
-  constructor() {
-    this.worker = new Worker(new URL("./thread_lock_worker.ts", import.meta.url), {
-      type: "module",
-    });
+  /** Starts `script` (by default thread_lock_worker.ts) as a module Worker. */
+  constructor(script: URL = new URL("./thread_lock_worker.ts", import.meta.url)) {
+    this.worker = new Worker(script, { type: "module" });
     this.worker.onmessage = (e: MessageEvent<Reply>) => {
       const reply = e.data;
       if (reply.event !== undefined) {
