@@ -86,12 +86,16 @@ Deno.test({
     await using cluster = await startEtcd({ members: 1 });
     cluster.stop(0);
     // SIGSTOP takes effect as each of etcd's threads next enters the kernel: wait
-    // (bounded) until /proc reports the whole process stopped before asking it.
-    const stat = `/proc/${cluster.pid(0)}/stat`;
-    for (let i = 0; i < 200 && !/^\d+ \(.*\) T /.test(await Deno.readTextFile(stat)); i++) {
+    // (bounded) until ps reports the process stopped ("T") before asking it.
+    const state = async () =>
+      new TextDecoder().decode(
+        (await new Deno.Command("ps", { args: ["-o", "stat=", "-p", String(cluster.pid(0))] })
+          .output()).stdout,
+      ).trim();
+    for (let i = 0; i < 200 && !(await state()).startsWith("T"); i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
-    assert.match(await Deno.readTextFile(stat), /^\d+ \(.*\) T /, "etcd never stopped");
+    assert.match(await state(), /^T/, "etcd never stopped");
     await assert.rejects(
       fetch(cluster.endpoints[0] + "/health", { signal: AbortSignal.timeout(300) }),
     );
