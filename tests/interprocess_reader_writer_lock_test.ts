@@ -202,3 +202,116 @@ Deno.test("InterProcessReaderWriterLock.releaseReadLock() leaves read locks held
   assert.equal(rw.readAcquired, 0);
   assert.throws(() => rw.releaseReadLock(), /without a read lock held/);
 });
+
+// Writer preference (the gate byte, Linux and Windows; macOS flock has none).
+
+const WRITER = new URL("./fixtures/rw_writer.ts", import.meta.url);
+const gated = Deno.build.os !== "darwin";
+
+/** Starts a writer process that waits for the write lock. */
+async function waitingWriter(path: string, timeout: string, how: "sync" | "async") {
+  const child = new Child(WRITER, ["write", path, timeout, how]);
+  await child.expect("waiting");
+  return child;
+}
+
+/**
+ * Waits until a new reader of `path` is turned away, that is until a writer
+ * waits (a bounded wait for a state: it fails after 20 s).
+ */
+async function untilReadersWait(path: string): Promise<void> {
+  const probe = new InterProcessReaderWriterLock(path);
+  const deadline = performance.now() + 20_000;
+  while (probe.acquireReadLockSync({ blocking: false })) {
+    probe.releaseReadLock();
+    if (performance.now() > deadline) throw new Error("new readers still get in after 20 s");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+for (
+  const [timeout, how] of [["forever", "async"], ["60000", "async"], ["60000", "sync"]] as const
+) {
+  const what = `${how} writer${timeout === "forever" ? "" : " with a timeout"}`;
+  Deno.test({
+    name:
+      `InterProcessReaderWriterLock: a waiting ${what} in another process goes before new readers`,
+    ignore: !gated,
+    async fn() {
+      await using dir = await tempDir();
+      const path = dir.file("rw.lock");
+      await using reader = await holder("read", path);
+      await using writer = await waitingWriter(path, timeout, how);
+      await untilReadersWait(path);
+      // Without preference a reader would join the one holding the lock.
+      assert.equal(await tryIn("read", path), "busy", "a reader process waits behind the writer");
+      const rw = new InterProcessReaderWriterLock(path);
+      let read = false;
+      const reading = rw.acquireReadLock().then((ok) => (read = ok));
+      await reader.send("release");
+      await writer.expect("locked");
+      assert.equal(read, false, "the waiting reader does not pass the writer");
+      await writer.send("release");
+      await writer.expect("released");
+      assert.equal(await reading, true, "the reader gets in after the writer");
+      assert.equal(await tryIn("read", path), "acquired", "readers share again");
+      rw.releaseReadLock();
+    },
+  });
+}
+
+Deno.test({
+  name: "InterProcessReaderWriterLock: a waiting writer SIGKILLed never blocks readers",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    await using _reader = await holder("read", path);
+    const writer = await waitingWriter(path, "forever", "async");
+    await untilReadersWait(path);
+    writer.process.kill("SIGKILL");
+    await writer.end();
+    const rw = new InterProcessReaderWriterLock(path);
+    assert.equal(await rw.acquireReadLock({ timeout: 20_000 }), true, "the kernel freed the gate");
+    assert.equal(await tryIn("read", path), "acquired", "readers share with the first reader");
+    rw.releaseReadLock();
+  },
+});
+
+Deno.test({
+  name: "InterProcessReaderWriterLock: a writer that times out lets new readers in again",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    await using _reader = await holder("read", path);
+    for (const how of ["async", "sync"] as const) {
+      await using writer = await waitingWriter(path, "300", how);
+      await writer.expect("timed out");
+      assert.equal(await tryIn("read", path), "acquired", `after the ${how} writer gave up`);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "InterProcessReaderWriterLock: readers of this process wait behind a writer of this process",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    const [first, writer, late] = [0, 1, 2].map(() => new InterProcessReaderWriterLock(path));
+    assert.ok(await first.acquireReadLock());
+    const writing = writer.acquireWriteLock();
+    await untilReadersWait(path);
+    const order: string[] = [];
+    const reading = late.acquireReadLock().then(() => order.push("reader"));
+    first.releaseReadLock();
+    assert.ok(await writing);
+    order.push("writer");
+    writer.releaseWriteLock();
+    await reading;
+    assert.deepEqual(order, ["writer", "reader"]);
+    late.releaseReadLock();
+  },
+});
