@@ -6,7 +6,7 @@ import {
   LockError,
   LockTimeoutError,
 } from "../mod.ts";
-import { Child, tempDir } from "./_helpers.ts";
+import { Child, pythonFasteners, tempDir } from "./_helpers.ts";
 
 const CHILD = new URL("./fixtures/process_child.ts", import.meta.url);
 
@@ -313,5 +313,36 @@ Deno.test({
     await reading;
     assert.deepEqual(order, ["writer", "reader"]);
     late.releaseReadLock();
+  },
+});
+
+const PYTHON_HOLDER = new URL("./fixtures/python_holder.py", import.meta.url).pathname;
+const noPython = Deno.build.os === "linux" ? await pythonFasteners() : "interop is Linux-only";
+
+Deno.test({
+  name:
+    "InterProcessReaderWriterLock: Python fasteners' readers wait behind our waiting writer too",
+  ignore: noPython !== undefined,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    const pythonTry = async () => {
+      const out = await new Deno.Command("/usr/bin/python3", {
+        args: [PYTHON_HOLDER, "try", "read", path],
+        stdout: "piped",
+      }).output();
+      return new TextDecoder().decode(out.stdout).trim();
+    };
+    await using reader = await holder("read", path);
+    assert.equal(await pythonTry(), "acquired", "a Python reader shares with ours");
+    await using writer = await waitingWriter(path, "forever", "async");
+    await untilReadersWait(path);
+    assert.equal(await pythonTry(), "busy", "its whole-file lock covers the gate");
+    await reader.send("release");
+    await writer.expect("locked");
+    assert.equal(await pythonTry(), "busy");
+    await writer.send("release");
+    await writer.expect("released");
+    assert.equal(await pythonTry(), "acquired");
   },
 });
