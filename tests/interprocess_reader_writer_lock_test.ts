@@ -294,6 +294,48 @@ Deno.test({
 });
 
 Deno.test({
+  name: "InterProcessReaderWriterLock: a waiting writer in a Worker goes before new readers",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    const first = new InterProcessReaderWriterLock(path);
+    assert.ok(await first.acquireReadLock());
+    const worker = new Worker(new URL("./fixtures/rw_writer_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    const messages: string[] = [];
+    let notify = () => {};
+    worker.onmessage = (event) => {
+      messages.push(event.data);
+      notify();
+    };
+    const next = async () => {
+      while (messages.length === 0) await new Promise<void>((resolve) => (notify = resolve));
+      return messages.shift();
+    };
+    try {
+      worker.postMessage({ path });
+      assert.equal(await next(), "waiting");
+      await untilReadersWait(path);
+      assert.equal(await tryIn("read", path), "busy", "a reader process waits behind the Worker");
+      const late = new InterProcessReaderWriterLock(path);
+      let read = false;
+      const reading = late.acquireReadLock().then((ok) => (read = ok));
+      first.releaseReadLock();
+      assert.equal(await next(), "locked");
+      assert.equal(read, false, "the reader of this isolate waits behind the Worker");
+      worker.postMessage("release");
+      assert.equal(await next(), "released");
+      assert.equal(await reading, true);
+      late.releaseReadLock();
+    } finally {
+      worker.terminate();
+    }
+  },
+});
+
+Deno.test({
   name:
     "InterProcessReaderWriterLock: readers of this process wait behind a writer of this process",
   ignore: !gated,
