@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  InterProcessLock,
   InterProcessReaderWriterLock,
   interprocessReadLocked,
   interprocessWriteLocked,
@@ -387,4 +388,20 @@ Deno.test({
     await writer.expect("released");
     assert.equal(await pythonTry(), "acquired");
   },
+});
+
+Deno.test("InterProcessReaderWriterLock and an InterProcessLock on one path: sync waits only this thread could end throw", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  const rw = new InterProcessReaderWriterLock(path);
+  const lock = new InterProcessLock(path);
+  rw.acquireReadLockSync();
+  assert.throws(() => lock.acquireSync(), LockError, "a read lock of this thread blocks it");
+  rw.releaseReadLock();
+  lock.acquireSync();
+  assert.throws(() => rw.acquireReadLockSync(), LockError, "the whole-file lock covers both bytes");
+  assert.throws(() => rw.acquireWriteLockSync(), LockError);
+  lock.release();
+  assert.ok(rw.acquireWriteLockSync({ blocking: false }));
+  rw.releaseWriteLock();
 });

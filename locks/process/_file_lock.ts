@@ -145,6 +145,19 @@ export class LockFile {
    * for this very thread, which it blocks.
    */
   #heldHere(exclusive: boolean): boolean {
+    // The whole lock overlaps every byte of its file: an InterProcessLock and
+    // a reader-writer lock on one path are LockFiles of their own.
+    for (const other of files.values()) {
+      if (
+        other.path === this.path &&
+        (other.slot === undefined || this.slot === undefined || other.slot === this.slot) &&
+        other.#holdsHere(exclusive)
+      ) return true;
+    }
+    return false;
+  }
+
+  #holdsHere(exclusive: boolean): boolean {
     const [writers, readers] = this.#rooms;
     return this.writers > 0 || writers.parked ||
       (exclusive && (this.readers > 0 || readers.parked));
