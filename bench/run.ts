@@ -26,6 +26,7 @@ import { semaphoreFigures } from "./_thread_semaphore.ts";
 import { semaphoreFigures as processSemaphoreFigures } from "./_semaphore.ts";
 import { waitersProcessFigures } from "./_waiters_process.ts";
 import { etcdFigures, etcdTargets } from "./_etcd.ts";
+import { rwFloodProcessFigures } from "./_rw_flood_process.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -374,6 +375,7 @@ const waiters = await waitersThreadFigures(add, skip);
 const semaphore = await semaphoreFigures(add, skip); // thread Semaphore: bench/_thread_semaphore.ts
 const semaphores = await processSemaphoreFigures(add, skip); // InterProcessSemaphore (bench/_semaphore.ts)
 const manyWaiters = await waitersProcessFigures(add, skip); // many async waiters (bench/_waiters_process.ts)
+const rwFlood = await rwFloodProcessFigures(add, skip); // process RW writer under reader processes (bench/_rw_flood_process.ts)
 const etcd = await etcdFigures(add, skip);
 
 // --- report -------------------------------------------------------------------------
@@ -494,6 +496,28 @@ for (const mode of ["sync", "async"]) {
       }` +
         ` = ${(w.p99 / w.holdNs).toFixed(2)}×`,
     met: w === undefined ? undefined : w.p99 <= 2 * w.holdNs,
+  });
+}
+// Process reader-writer lock: a writer process under 2 reader processes (bench/_rw_flood_process.ts).
+for (
+  const [mode, name] of [["async", "await acquireWriteLock()"], [
+    "sync-timeout",
+    "acquireWriteLockSync({timeout: 100})",
+  ]]
+) {
+  const w = rwFlood.get(mode), py = rwFlood.get("python");
+  const vs = py === undefined
+    ? ""
+    : `; Python fasteners gave up ${py.gaveUp} of ${py.n} waits at 100 ms`;
+  targets.push({
+    target:
+      `InterProcessReaderWriterLock ${name} under 2 reader processes' flood: p99 ≤ 3 × one reader's hold`,
+    measured: w === undefined
+      ? "not measured (see skips)"
+      : `p99 ${format(w.p99, "ns")} (max ${format(w.max, "ns")}, ${w.n} waits) vs hold ${
+        format(w.holdNs, "ns")
+      } = ${(w.p99 / w.holdNs).toFixed(2)}×${vs}`,
+    met: w === undefined ? undefined : w.p99 <= 3 * w.holdNs,
   });
 }
 

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  InterProcessLock,
   InterProcessReaderWriterLock,
   interprocessReadLocked,
   interprocessWriteLocked,
   LockError,
   LockTimeoutError,
 } from "../mod.ts";
-import { Child, tempDir } from "./_helpers.ts";
+import { Child, pythonFasteners, tempDir } from "./_helpers.ts";
 
 const CHILD = new URL("./fixtures/process_child.ts", import.meta.url);
 
@@ -201,4 +202,206 @@ Deno.test("InterProcessReaderWriterLock.releaseReadLock() leaves read locks held
   guard.release();
   assert.equal(rw.readAcquired, 0);
   assert.throws(() => rw.releaseReadLock(), /without a read lock held/);
+});
+
+// Writer preference (the gate byte, Linux and Windows; macOS flock has none).
+
+const WRITER = new URL("./fixtures/rw_writer.ts", import.meta.url);
+const gated = Deno.build.os !== "darwin";
+
+/** Starts a writer process that waits for the write lock. */
+async function waitingWriter(path: string, timeout: string, how: "sync" | "async") {
+  const child = new Child(WRITER, ["write", path, timeout, how]);
+  await child.expect("waiting");
+  return child;
+}
+
+/**
+ * Waits until a new reader of `path` is turned away, that is until a writer
+ * waits (a bounded wait for a state: it fails after 20 s).
+ */
+async function untilReadersWait(path: string): Promise<void> {
+  const probe = new InterProcessReaderWriterLock(path);
+  const deadline = performance.now() + 20_000;
+  while (probe.acquireReadLockSync({ blocking: false })) {
+    probe.releaseReadLock();
+    if (performance.now() > deadline) throw new Error("new readers still get in after 20 s");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+for (
+  const [timeout, how] of [["forever", "async"], ["60000", "async"], ["60000", "sync"]] as const
+) {
+  const what = `${how} writer${timeout === "forever" ? "" : " with a timeout"}`;
+  Deno.test({
+    name:
+      `InterProcessReaderWriterLock: a waiting ${what} in another process goes before new readers`,
+    ignore: !gated,
+    async fn() {
+      await using dir = await tempDir();
+      const path = dir.file("rw.lock");
+      await using reader = await holder("read", path);
+      await using writer = await waitingWriter(path, timeout, how);
+      await untilReadersWait(path);
+      // Without preference a reader would join the one holding the lock.
+      assert.equal(await tryIn("read", path), "busy", "a reader process waits behind the writer");
+      const rw = new InterProcessReaderWriterLock(path);
+      let read = false;
+      const reading = rw.acquireReadLock().then((ok) => (read = ok));
+      await reader.send("release");
+      await writer.expect("locked");
+      assert.equal(read, false, "the waiting reader does not pass the writer");
+      await writer.send("release");
+      await writer.expect("released");
+      assert.equal(await reading, true, "the reader gets in after the writer");
+      assert.equal(await tryIn("read", path), "acquired", "readers share again");
+      rw.releaseReadLock();
+    },
+  });
+}
+
+Deno.test({
+  name: "InterProcessReaderWriterLock: a waiting writer SIGKILLed never blocks readers",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    await using _reader = await holder("read", path);
+    const writer = await waitingWriter(path, "forever", "async");
+    await untilReadersWait(path);
+    writer.process.kill("SIGKILL");
+    await writer.end();
+    const rw = new InterProcessReaderWriterLock(path);
+    assert.equal(await rw.acquireReadLock({ timeout: 20_000 }), true, "the kernel freed the gate");
+    assert.equal(await tryIn("read", path), "acquired", "readers share with the first reader");
+    rw.releaseReadLock();
+  },
+});
+
+Deno.test({
+  name: "InterProcessReaderWriterLock: a writer that times out lets new readers in again",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    await using _reader = await holder("read", path);
+    for (const how of ["async", "sync"] as const) {
+      await using writer = await waitingWriter(path, "300", how);
+      await writer.expect("timed out");
+      assert.equal(await tryIn("read", path), "acquired", `after the ${how} writer gave up`);
+    }
+  },
+});
+
+Deno.test({
+  name: "InterProcessReaderWriterLock: a waiting writer in a Worker goes before new readers",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    const first = new InterProcessReaderWriterLock(path);
+    assert.ok(await first.acquireReadLock());
+    const worker = new Worker(new URL("./fixtures/rw_writer_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    const messages: string[] = [];
+    let notify = () => {};
+    worker.onmessage = (event) => {
+      messages.push(event.data);
+      notify();
+    };
+    const next = async () => {
+      while (messages.length === 0) await new Promise<void>((resolve) => (notify = resolve));
+      return messages.shift();
+    };
+    try {
+      worker.postMessage({ path });
+      assert.equal(await next(), "waiting");
+      await untilReadersWait(path);
+      assert.equal(await tryIn("read", path), "busy", "a reader process waits behind the Worker");
+      const late = new InterProcessReaderWriterLock(path);
+      let read = false;
+      const reading = late.acquireReadLock().then((ok) => (read = ok));
+      first.releaseReadLock();
+      assert.equal(await next(), "locked");
+      assert.equal(read, false, "the reader of this isolate waits behind the Worker");
+      worker.postMessage("release");
+      assert.equal(await next(), "released");
+      assert.equal(await reading, true);
+      late.releaseReadLock();
+    } finally {
+      worker.terminate();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "InterProcessReaderWriterLock: readers of this process wait behind a writer of this process",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    const [first, writer, late] = [0, 1, 2].map(() => new InterProcessReaderWriterLock(path));
+    assert.ok(await first.acquireReadLock());
+    const writing = writer.acquireWriteLock();
+    await untilReadersWait(path);
+    const order: string[] = [];
+    const reading = late.acquireReadLock().then(() => order.push("reader"));
+    first.releaseReadLock();
+    assert.ok(await writing);
+    order.push("writer");
+    writer.releaseWriteLock();
+    await reading;
+    assert.deepEqual(order, ["writer", "reader"]);
+    late.releaseReadLock();
+  },
+});
+
+const PYTHON_HOLDER = new URL("./fixtures/python_holder.py", import.meta.url).pathname;
+const noPython = Deno.build.os === "linux" ? await pythonFasteners() : "interop is Linux-only";
+
+Deno.test({
+  name:
+    "InterProcessReaderWriterLock: Python fasteners' readers wait behind our waiting writer too",
+  ignore: noPython !== undefined,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    const pythonTry = async () => {
+      const out = await new Deno.Command("/usr/bin/python3", {
+        args: [PYTHON_HOLDER, "try", "read", path],
+        stdout: "piped",
+      }).output();
+      return new TextDecoder().decode(out.stdout).trim();
+    };
+    await using reader = await holder("read", path);
+    assert.equal(await pythonTry(), "acquired", "a Python reader shares with ours");
+    await using writer = await waitingWriter(path, "forever", "async");
+    await untilReadersWait(path);
+    assert.equal(await pythonTry(), "busy", "its whole-file lock covers the gate");
+    await reader.send("release");
+    await writer.expect("locked");
+    assert.equal(await pythonTry(), "busy");
+    await writer.send("release");
+    await writer.expect("released");
+    assert.equal(await pythonTry(), "acquired");
+  },
+});
+
+Deno.test("InterProcessReaderWriterLock and an InterProcessLock on one path: sync waits only this thread could end throw", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rw.lock");
+  const rw = new InterProcessReaderWriterLock(path);
+  const lock = new InterProcessLock(path);
+  rw.acquireReadLockSync();
+  assert.throws(() => lock.acquireSync(), LockError, "a read lock of this thread blocks it");
+  rw.releaseReadLock();
+  lock.acquireSync();
+  assert.throws(() => rw.acquireReadLockSync(), LockError, "the whole-file lock covers both bytes");
+  assert.throws(() => rw.acquireWriteLockSync(), LockError);
+  lock.release();
+  assert.ok(rw.acquireWriteLockSync({ blocking: false }));
+  rw.releaseWriteLock();
 });

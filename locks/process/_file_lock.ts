@@ -77,9 +77,16 @@ import type { Guard } from "../guard.ts";
 import { MAX_TIMER, pollSync, sleep, type Waiting, waitsForever } from "../_options.ts";
 import { queueForKernelWait, returnKernelWait, tryTakeKernelWait } from "./_kernel_waits.ts";
 
-/** One lock file as this isolate sees it. */
+/** One lock file (or one byte of it) as this isolate sees it. */
 export class LockFile {
   readonly path: string;
+  /**
+   * The byte this LockFile locks (the mechanism's `slot`), or undefined for
+   * the whole lock. The reader-writer lock's gate and data bytes are two
+   * LockFiles of one path, each with its own descriptors and rooms.
+   */
+  readonly slot: number | undefined;
+  readonly #key: string;
   /** Live lock objects on this path; the idle descriptor is closed at 0. */
   users = 0;
   /** This isolate's exclusive holders (0 or 1). */
@@ -90,15 +97,21 @@ export class LockFile {
   readonly #rooms: readonly [Room, Room];
   #idle: Handle | undefined;
 
-  private constructor(path: string) {
+  private constructor(path: string, slot: number | undefined, key: string) {
     this.path = path;
+    this.slot = slot;
+    this.#key = key;
     this.#rooms = [new Room(this, true), new Room(this, false)];
   }
 
-  /** The LockFile of `path`, counting `owner` as a user until it is collected. */
-  static for(path: string, owner: object): LockFile {
-    let file = files.get(path);
-    if (file === undefined) files.set(path, file = new LockFile(path));
+  /**
+   * The LockFile of `path` (of its byte `slot`, when given), counting `owner`
+   * as a user until it is collected.
+   */
+  static for(path: string, owner: object, slot?: number): LockFile {
+    const key = slot === undefined ? path : `${path}\0${slot}`;
+    let file = files.get(key);
+    if (file === undefined) files.set(key, file = new LockFile(path, slot, key));
     file.users++;
     collector.register(owner, file);
     return file;
@@ -132,6 +145,19 @@ export class LockFile {
    * for this very thread, which it blocks.
    */
   #heldHere(exclusive: boolean): boolean {
+    // The whole lock overlaps every byte of its file: an InterProcessLock and
+    // a reader-writer lock on one path are LockFiles of their own.
+    for (const other of files.values()) {
+      if (
+        other.path === this.path &&
+        (other.slot === undefined || this.slot === undefined || other.slot === this.slot) &&
+        other.#holdsHere(exclusive)
+      ) return true;
+    }
+    return false;
+  }
+
+  #holdsHere(exclusive: boolean): boolean {
     const [writers, readers] = this.#rooms;
     return this.writers > 0 || writers.parked ||
       (exclusive && (this.readers > 0 || readers.parked));
@@ -142,7 +168,7 @@ export class LockFile {
     const handle = this.take();
     let locked = false;
     try {
-      locked = mechanism().tryLock(handle, exclusive, this.path);
+      locked = mechanism().tryLock(handle, exclusive, this.path, this.slot);
     } finally {
       if (!locked) this.give(handle);
     }
@@ -173,7 +199,7 @@ export class LockFile {
     }
     const waiting = this.take();
     try {
-      mechanism().lockSync(waiting, exclusive, this.path);
+      mechanism().lockSync(waiting, exclusive, this.path, this.slot);
     } catch (error) {
       this.give(waiting);
       throw error;
@@ -223,7 +249,7 @@ export class LockFile {
     if (exclusive) this.writers--;
     else this.readers--;
     try {
-      mechanism().unlock(handle, this.path);
+      mechanism().unlock(handle, this.path, this.slot);
     } finally {
       this.give(handle);
       for (const room of this.#rooms) pollSoon(room);
@@ -234,7 +260,52 @@ export class LockFile {
   discard(handle: Handle, exclusive: boolean): void {
     if (exclusive) this.writers--;
     else this.readers--;
-    mechanism().close(handle);
+    const m = mechanism();
+    // Windows' close unlocks byte 0 only: a slot is unlocked first (a failure changes nothing).
+    if (this.slot !== undefined) {
+      try {
+        m.unlock(handle, this.path, this.slot);
+      } catch { /* closing releases it in the end */ }
+    }
+    m.close(handle);
+  }
+
+  /**
+   * Waits for a lock whose wait is known to be short, outside the rooms:
+   * the reader-writer lock's writer, holding the gate, waits here for the
+   * data byte, which only readers that passed the gate before it still hold.
+   * It parks a kernel wait, which skips the room's queue (the gate lets one
+   * such writer of the isolate in at a time) but not the isolate's cap: when
+   * the cap is reached it tries every millisecond instead. For a caller that
+   * waits forever only: a parked wait cannot be taken back.
+   *
+   * @returns the handle, holding the lock.
+   * @throws {LockError} when the OS refuses.
+   */
+  async lockBounded(exclusive: boolean): Promise<Handle> {
+    const m = mechanism();
+    const handle = this.take();
+    try {
+      for (;;) {
+        if (m.tryLock(handle, exclusive, this.path, this.slot)) break;
+        if (!tryTakeKernelWait()) {
+          await sleep(1);
+          continue;
+        }
+        let locked: boolean;
+        try {
+          locked = await m.lock(handle, exclusive, this.slot);
+        } finally {
+          returnKernelWait();
+        }
+        if (locked) break;
+        // Interrupted (errno is lost): the try at the top of the loop tells busy from a refusal.
+      }
+    } catch (error) {
+      this.give(handle);
+      throw error;
+    }
+    return this.held(handle, exclusive);
   }
 
   /** Called when the last lock object on the path is collected. */
@@ -245,7 +316,7 @@ export class LockFile {
     if (handle !== undefined) mechanism().close(handle);
     const [writers, readers] = this.#rooms;
     if (this.writers === 0 && this.readers === 0 && writers.empty && readers.empty) {
-      files.delete(this.path);
+      files.delete(this.#key);
     }
   }
 }
@@ -389,9 +460,9 @@ class Room {
     try {
       handle = file.take();
       for (;;) {
-        if (await m.lock(handle, this.#exclusive)) break;
+        if (await m.lock(handle, this.#exclusive, file.slot)) break;
         // As in #parkEnded: a sync try tells an interruption (busy) from a refusal (throws).
-        if (m.tryLock(handle, this.#exclusive, file.path)) break;
+        if (m.tryLock(handle, this.#exclusive, file.path, file.slot)) break;
         await sleep(1);
       }
     } catch (error) {
@@ -434,7 +505,7 @@ class Room {
       return;
     }
     this.parked = true;
-    mechanism().lock(handle, this.#exclusive).then(
+    mechanism().lock(handle, this.#exclusive, file.slot).then(
       (locked) => this.#parkEnded(handle, locked, undefined),
       (error) => this.#parkEnded(handle, false, error ?? new Error("kernel wait failed")),
     );
@@ -447,7 +518,7 @@ class Room {
       // errno is lost across the pool thread: a sync try tells whether the
       // wait was only interrupted (busy: wait again) or the OS refuses (throws).
       try {
-        locked = mechanism().tryLock(handle, this.#exclusive, file.path);
+        locked = mechanism().tryLock(handle, this.#exclusive, file.path, file.slot);
       } catch (e) {
         error = e;
       }
@@ -610,7 +681,7 @@ export function lockFilePath(path: string | URL): string {
 }
 
 /** The process locks held by the current async chain inside `with…` callbacks. */
-const heldHere = new AsyncLocalStorage<ReadonlyMap<LockFile, boolean>>();
+const heldHere = new AsyncLocalStorage<ReadonlyMap<string, boolean>>();
 
 /**
  * Runs `fn` holding `file` (exclusively or shared), reentrantly: a nested
@@ -626,7 +697,7 @@ export async function withLockFile<T>(
 ): Promise<T> {
   if (typeof fn !== "function") throw badArgument("type", "fn", fn, "a function");
   const held = heldHere.getStore();
-  const holds = held?.get(file);
+  const holds = held?.get(file.path);
   if (holds === true || (holds === false && !exclusive)) return await fn();
   if (holds === false) {
     throw misuse(
@@ -637,7 +708,7 @@ export async function withLockFile<T>(
   }
   const guard = await acquire();
   try {
-    return await heldHere.run(new Map(held).set(file, exclusive), fn);
+    return await heldHere.run(new Map(held).set(file.path, exclusive), fn);
   } finally {
     guard.release();
   }

@@ -6,9 +6,62 @@
  */
 
 import { misuse, timedOut } from "../../errors.ts";
+import { mechanism } from "../../ffi/mod.ts";
 import { type Guard, type LockedWrapper, lockedWrapper, makeGuard } from "../guard.ts";
-import { type AcquireOptions, parseOptions, type Waiting } from "../_options.ts";
+import {
+  type AcquireOptions,
+  parseOptions,
+  sleep,
+  type Waiting,
+  waitsForever,
+} from "../_options.ts";
 import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.ts";
+
+// Writer preference between processes: the gate.
+//
+// The kernel alone prefers readers: Linux grants a read lock whenever no
+// write lock is held, even while a writer waits, so readers that come and go
+// starve it. So the lock takes two bytes of the file (where the OS has byte
+// ranges: Linux OFD fcntl, Windows LockFileEx):
+//   DATA_BYTE  readers hold it shared, a writer exclusively: the exclusion.
+//   GATE_BYTE  a writer holds it exclusively from the start of its wait to its
+//              release; a reader passes it (locks it shared, takes DATA_BYTE,
+//              unlocks it), so a reader that arrives once a writer waits
+//              waits behind that writer.
+// A writer holding the gate waits only for the readers already in, and none
+// can join them: that wait is short. A writer that waits forever parks it in
+// the kernel (LockFile.lockBounded); one with a timeout or signal, which must
+// be able to leave, tries every millisecond, never slower. The gate orders; DATA_BYTE alone
+// excludes, so a process that ignores the gate is never let in wrongly.
+// A writer SIGKILLed while waiting loses the gate with its descriptors.
+//
+// Python fasteners locks the whole file with lockf on Linux, which conflicts
+// with both bytes: its writers exclude ours and readers of both kinds, and
+// its readers wait for our writers' gate too. On Windows it locks byte 0,
+// DATA_BYTE: it is excluded as before but does not see the gate. macOS flock
+// has no ranges: there DATA_BYTE is the whole file and there is no gate.
+
+/** The byte the exclusion is on: fasteners' byte on Windows, inside its whole-file lock on Linux. */
+const DATA_BYTE = 0;
+/** The byte a waiting or holding writer keeps exclusively and a reader passes. */
+const GATE_BYTE = 1;
+
+/** Whether this OS has byte ranges, so the gate (and writer preference) exists. */
+function gated(): boolean {
+  return mechanism().byteRanges;
+}
+
+/** What a writer holds: the gate (undefined without byte ranges) and DATA_BYTE. */
+interface WriteHold {
+  readonly gate: Handle | undefined;
+  readonly data: Handle;
+}
+
+/** `w` with its timeout reduced by the time spent since `start`. */
+function rest(w: Waiting, start: number): Waiting {
+  if (w.timeout === Infinity || w.timeout === 0) return w;
+  return { ...w, timeout: Math.max(0, w.timeout - (performance.now() - start)) };
+}
 
 /**
  * A reader-writer lock on a file: many readers, or one writer. The
@@ -24,11 +77,14 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
  *   inside a write); a write inside a read is refused with
  *   {@linkcode LockError}. A blocking sync acquisition with no timeout that
  *   this thread's own holders block throws instead of freezing the thread.
- * - Preference is the kernel's: on Linux a new reader joins readers even
- *   while a writer waits, so a steady stream of readers can starve a writer
- *   (use a timeout). Within one isolate, async readers queue in arrival
- *   order, and so do async writers; when a writer leaves, every reader
- *   queued in the isolate gets in at once.
+ * - Writers are preferred on Linux and Windows: once a writer waits (in any
+ *   process, Worker or lock object, with or without a timeout), new readers
+ *   wait behind it, so a stream of readers cannot starve it; readers
+ *   already in finish first. On macOS (flock: whole files only) preference
+ *   is the kernel's, and a stream of readers can starve a writer (use a
+ *   timeout). Within one isolate, async readers queue in arrival order, and
+ *   so do async writers; when a writer leaves, every reader queued in the
+ *   isolate gets in at once.
  * - Release from the thread (Worker) that acquired.
  * - The kernel frees every lock of a process that dies, even by SIGKILL.
  * - The file is made when missing, never truncated, written or deleted.
@@ -52,9 +108,11 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 export class InterProcessReaderWriterLock {
   /** The lock file, absolute. */
   readonly path: string;
-  readonly #file: LockFile;
+  /** DATA_BYTE, and GATE_BYTE (see the top of the file). */
+  readonly #data: LockFile;
+  readonly #gate: LockFile;
   readonly #name: string;
-  #writer: Handle | undefined;
+  #writer: WriteHold | undefined;
   /** Read acquisitions held by this object, each with its turn number. */
   readonly #readers: Map<number, Handle> = new Map();
   /** The turns of those held by a guard or a `withReadLock()` callback. */
@@ -71,7 +129,8 @@ export class InterProcessReaderWriterLock {
   constructor(path: string | URL) {
     this.path = lockFilePath(path);
     this.#name = `InterProcessReaderWriterLock('${this.path}')`;
-    this.#file = LockFile.for(this.path, this);
+    this.#data = LockFile.for(this.path, this, DATA_BYTE);
+    this.#gate = LockFile.for(this.path, this, GATE_BYTE);
   }
 
   /** Whether this object holds the write lock. */
@@ -97,13 +156,111 @@ export class InterProcessReaderWriterLock {
 
   /** @returns the acquisition's turn number, or 0 when not acquired. */
   async #read(w: Waiting): Promise<number> {
-    const handle = await this.#file.lock(false, w);
+    const handle = await this.#lockRead(w);
     return handle === undefined ? 0 : this.#holdRead(handle);
   }
 
   #readSync(w: Waiting): number {
-    const handle = this.#file.lockSync(false, w, this.#name);
+    const handle = this.#lockReadSync(w);
     return handle === undefined ? 0 : this.#holdRead(handle);
+  }
+
+  /** Passes the gate, then takes DATA_BYTE shared. @returns its handle, or undefined. */
+  async #lockRead(w: Waiting): Promise<Handle | undefined> {
+    if (!gated()) return await this.#data.lock(false, w);
+    const start = performance.now();
+    const pass = await this.#gate.lock(false, w);
+    if (pass === undefined) return undefined;
+    try {
+      // Busy only while a process that ignores the gate writes (fasteners on Windows).
+      return this.#data.tryLock(false) ?? await this.#data.lock(false, rest(w, start));
+    } finally {
+      this.#gate.unlock(pass, false);
+    }
+  }
+
+  #lockReadSync(w: Waiting): Handle | undefined {
+    if (!gated()) return this.#data.lockSync(false, w, this.#name);
+    const start = performance.now();
+    const pass = this.#gate.lockSync(false, w, this.#name);
+    if (pass === undefined) return undefined;
+    try {
+      return this.#data.lockSync(false, rest(w, start), this.#name);
+    } finally {
+      this.#gate.unlock(pass, false);
+    }
+  }
+
+  /** Takes the gate, then DATA_BYTE exclusively. @returns both, or undefined. */
+  async #lockWrite(w: Waiting): Promise<WriteHold | undefined> {
+    if (!gated()) {
+      const data = await this.#data.lock(true, w);
+      return data === undefined ? undefined : { gate: undefined, data };
+    }
+    const start = performance.now();
+    const gate = await this.#gate.lock(true, w);
+    if (gate === undefined) return undefined;
+    let data: Handle | undefined;
+    try {
+      data = this.#data.tryLock(true);
+    } catch (error) {
+      this.#gate.unlock(gate, true);
+      throw error;
+    }
+    if (data !== undefined) return { gate, data };
+    if (!w.blocking || w.timeout === 0) {
+      this.#gate.unlock(gate, true);
+      return undefined;
+    }
+    // Holding the gate: only the readers already in hold DATA_BYTE, and none can join them.
+    if (waitsForever(w)) {
+      try {
+        return { gate, data: await this.#data.lockBounded(true) };
+      } catch (error) {
+        this.#gate.unlock(gate, true);
+        throw error;
+      }
+    }
+    // A timed or abortable writer cannot park a wait it might leave: it tries
+    // every millisecond (its readers leave within their holds), not slower.
+    const deadline = start + w.timeout;
+    try {
+      for (;;) {
+        const left = deadline - performance.now();
+        if (left <= 0) break;
+        await sleep(Math.min(1, left), w.signal);
+        data = this.#data.tryLock(true);
+        if (data !== undefined) return { gate, data };
+      }
+      // A last try at the deadline.
+      data = this.#data.tryLock(true);
+    } finally {
+      if (data === undefined) this.#gate.unlock(gate, true);
+    }
+    return data === undefined ? undefined : { gate, data };
+  }
+
+  #lockWriteSync(w: Waiting): WriteHold | undefined {
+    if (!gated()) {
+      const data = this.#data.lockSync(true, w, this.#name);
+      return data === undefined ? undefined : { gate: undefined, data };
+    }
+    const start = performance.now();
+    const gate = this.#gate.lockSync(true, w, this.#name);
+    if (gate === undefined) return undefined;
+    let data: Handle | undefined;
+    try {
+      const left = rest(w, start);
+      // Holding the gate, the wait is short: a timed wait polls every millisecond, not slower.
+      data = this.#data.lockSync(
+        true,
+        left.timeout === Infinity ? left : { ...left, delay: 1, maxDelay: 1 },
+        this.#name,
+      );
+    } finally {
+      if (data === undefined) this.#gate.unlock(gate, true);
+    }
+    return data === undefined ? undefined : { gate, data };
   }
 
   /**
@@ -114,8 +271,8 @@ export class InterProcessReaderWriterLock {
    * @throws {LockError} (as a rejection) when the file cannot be opened or locked.
    */
   async acquireWriteLock(options?: AcquireOptions): Promise<boolean> {
-    const handle = await this.#file.lock(true, parseOptions(options));
-    return handle !== undefined && this.#holdWrite(handle);
+    const hold = await this.#lockWrite(parseOptions(options));
+    return hold !== undefined && this.#holdWrite(hold);
   }
 
   /**
@@ -139,8 +296,8 @@ export class InterProcessReaderWriterLock {
    *   waiting forever could only deadlock this thread.
    */
   acquireWriteLockSync(options?: AcquireOptions): boolean {
-    const handle = this.#file.lockSync(true, parseOptions(options), this.#name);
-    return handle !== undefined && this.#holdWrite(handle);
+    const hold = this.#lockWriteSync(parseOptions(options));
+    return hold !== undefined && this.#holdWrite(hold);
   }
 
   #holdRead(handle: Handle): number {
@@ -148,8 +305,8 @@ export class InterProcessReaderWriterLock {
     return this.#turn;
   }
 
-  #holdWrite(handle: Handle): true {
-    this.#writer = handle;
+  #holdWrite(hold: WriteHold): true {
+    this.#writer = hold;
     this.#turn++;
     return true;
   }
@@ -181,7 +338,7 @@ export class InterProcessReaderWriterLock {
     }
     this.#readers.delete(turn);
     this.#guarded.delete(turn);
-    this.#file.unlock(handle, false);
+    this.#data.unlock(handle, false);
   }
 
   /**
@@ -190,12 +347,16 @@ export class InterProcessReaderWriterLock {
    * @throws {LockError} when this object does not hold it.
    */
   releaseWriteLock(): void {
-    const handle = this.#writer;
-    if (handle === undefined) {
+    const hold = this.#writer;
+    if (hold === undefined) {
       throw misuse(this.#name, "releaseWriteLock() without the write lock held", this.path);
     }
     this.#writer = undefined;
-    this.#file.unlock(handle, true);
+    try {
+      this.#data.unlock(hold.data, true);
+    } finally {
+      if (hold.gate !== undefined) this.#gate.unlock(hold.gate, true);
+    }
   }
 
   #readGuard(turn: number): Guard {
@@ -276,7 +437,7 @@ export class InterProcessReaderWriterLock {
    * @throws {LockTimeoutError} (as a rejection) when not acquired.
    */
   withReadLock<T>(fn: () => T | Promise<T>, options?: AcquireOptions): Promise<T> {
-    return withLockFile(this.#file, false, () => this.readLock(options), fn, this.#name);
+    return withLockFile(this.#data, false, () => this.readLock(options), fn, this.#name);
   }
 
   /**
@@ -289,7 +450,7 @@ export class InterProcessReaderWriterLock {
    * @throws {LockError} (as a rejection) inside a `withReadLock` of the same file.
    */
   withWriteLock<T>(fn: () => T | Promise<T>, options?: AcquireOptions): Promise<T> {
-    return withLockFile(this.#file, true, () => this.writeLock(options), fn, this.#name);
+    return withLockFile(this.#data, true, () => this.writeLock(options), fn, this.#name);
   }
 }
 
