@@ -60,9 +60,9 @@
 #define ALL 255                  /* notify count +Infinity */
 
 #define FREE 0
-#define SYNC_ONE 1               /* _raw_lock.ts L99 */
-#define ASYNC_ONE 65536          /* _raw_lock.ts L101: 1 << 16 */
-#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L121 */
+#define SYNC_ONE 1               /* _raw_lock.ts L102 */
+#define ASYNC_ONE 65536          /* _raw_lock.ts L104: 1 << 16 */
+#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L120 */
 
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
  *   MUT_NOTIFY_ONE      #wake always notifies 1 (the layout-1 code's one-per-release)
@@ -79,7 +79,7 @@
 #define WATCH_ONE ASYNC_ONE
 #endif
 
-/* ---- shared words (_raw_lock.ts L92-96) ---- */
+/* ---- shared words (_raw_lock.ts L90-97) ---- */
 byte STATE = FREE;       /* 0 or the holder's attachment id: TH(p) + 1 */
 int WAITERS = 0;         /* sync count in bits 0..15, watchers in bits 16..31 */
 
@@ -206,12 +206,12 @@ round:
   :: patient[p] = false
   fi;
 
-  /* acquireSync L159 / acquireAsync L171 (queue empty): tryAcquire, and #spin L232, collapsed */
-  d_step { /* _raw_lock.ts RawLock.tryAcquire L155: Atomics.compareExchange(STATE, FREE, id) */
+  /* acquireSync L162 / acquireAsync L177 (queue empty): tryAcquire, and #spin L238, collapsed */
+  d_step { /* _raw_lock.ts RawLock.tryAcquire L158: Atomics.compareExchange(STATE, FREE, id) */
     !busy[TH(p)] && !(sync && OWN_THREAD_HOLDS(p));
     busy[TH(p)] = true;
     if
-    :: !sync && lqlen[TH(p)] > 0 -> ok = false   /* L170: queue not empty: no CAS, join it */
+    :: !sync && lqlen[TH(p)] > 0 -> ok = false   /* L176: queue not empty: no CAS, join it */
     :: else ->
        if
        :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
@@ -228,7 +228,7 @@ round:
   :: else
   fi;
 
-  /* ---- async: join the queue (L177); start the watcher if none runs (L178) ---- */
+  /* ---- async: join the queue (L183); start the watcher if none runs (L184) ---- */
   atomic {
     lq[TH(p) * NP + lqlen[TH(p)]] = p;
     lqlen[TH(p)]++;
@@ -237,7 +237,7 @@ round:
   if
   :: watching[TH(p)] -> busy[TH(p)] = false      /* the caller awaits its promise */
   :: else ->
-     d_step {      /* _raw_lock.ts #watch L264: Atomics.add(WAITERS, ASYNC_ONE) */
+     d_step {      /* _raw_lock.ts #watch L270: Atomics.add(WAITERS, ASYNC_ONE) */
        watching[TH(p)] = true;
        WAITERS = WAITERS + WATCH_ONE;
        wgo[TH(p)] = true  /* the watcher runs on in this synchronous step, then awaits */
@@ -257,9 +257,9 @@ round:
 
   /* ---- sync ---- */
 syncwait:
-  WAITERS = WAITERS + SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L241: Atomics.add */
+  WAITERS = WAITERS + SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L247: Atomics.add */
 loop:
-  atomic {         /* _raw_lock.ts #lockContendedSync L244: Atomics.compareExchange(STATE, FREE, id) -> seen */
+  atomic {         /* _raw_lock.ts #lockContendedSync L250: Atomics.compareExchange(STATE, FREE, id) -> seen */
     seen = STATE;
     if
     :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
@@ -270,13 +270,13 @@ loop:
   :: ok -> goto leave
   :: else
   fi;
-  /* L246-247: left <= 0 ? */
+  /* L252-253: left <= 0 ? */
   if
   :: expired -> goto leave
   :: !expired && !patient[p] -> expired = true; goto leave   /* deadline passed before waiting */
   :: !expired -> skip
   fi;
-  d_step {         /* _raw_lock.ts #lockContendedSync L248: Atomics.wait(STATE, seen, left) */
+  d_step {         /* _raw_lock.ts #lockContendedSync L254: Atomics.wait(STATE, seen, left) */
     if
     :: STATE == seen ->
        assert(qlen < QMAX);
@@ -292,7 +292,7 @@ loop:
   :: reg ->
      if
      :: woken[p] -> woken[p] = false              /* "ok" */
-     :: d_step {  /* L248: Atomics.wait times out and leaves the waiter list */
+     :: d_step {  /* L254: Atomics.wait times out and leaves the waiter list */
           !patient[p] && sleeping[p] -> deregister(p); expired = true
         }
      fi;
@@ -302,7 +302,7 @@ loop:
   goto loop;
 
 leave:
-  WAITERS = WAITERS - SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L251: Atomics.sub (finally) */
+  WAITERS = WAITERS - SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L257: Atomics.sub (finally) */
   if
   :: ok -> goto cs
   :: else ->
@@ -316,7 +316,7 @@ cs:
     busy[TH(p)] = false;   /* the caller's critical section may await */
     assert(holders == 1 && holder == p + 1)
   }
-  atomic { !busy[TH(p)]; busy[TH(p)] = true }   /* release() L184: the queue's size */
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }   /* release() L190: the queue's size */
   if
   :: lqlen[TH(p)] > 0 -> goto handoff
   :: else
@@ -324,18 +324,18 @@ cs:
 #ifdef MUT_LOAD_FIRST
   w = WAITERS;      /* mutant: WAITERS read before STATE is released */
 #endif
-  d_step {          /* _raw_lock.ts RawLock.release L185: Atomics.exchange(STATE, FREE) */
+  d_step {          /* _raw_lock.ts RawLock.release L191: Atomics.exchange(STATE, FREE) */
     assert(STATE == TH(p) + 1);
     holders--;
     holder = 0;
     STATE = FREE
   }
 #ifndef MUT_LOAD_FIRST
-  w = WAITERS;      /* _raw_lock.ts RawLock.release L186: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts RawLock.release L192: Atomics.load(WAITERS) */
 #endif
   if
   :: w != 0 ->
-     d_step {        /* _raw_lock.ts #wake L201: Atomics.notify(STATE, async ? Infinity : 1) */
+     d_step {        /* _raw_lock.ts #wake L207: Atomics.notify(STATE, async ? Infinity : 1) */
        notify_n(WAKE_COUNT(w));
        w = 0; busy[TH(p)] = false
      }
@@ -345,16 +345,16 @@ cs:
   goto round;
 
 handoff:
-  w = WAITERS;      /* _raw_lock.ts #handOff L211: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts #handOff L217: Atomics.load(WAITERS) */
   if
   :: w - WATCH_ONE != 0 ->   /* somebody else waits: LOCAL_BATCH may be used up */
-     d_step {       /* _raw_lock.ts #handOff L214: Atomics.exchange(STATE, FREE) */
+     d_step {       /* _raw_lock.ts #handOff L220: Atomics.exchange(STATE, FREE) */
        assert(STATE == TH(p) + 1);
        holders--;
        holder = 0;
        STATE = FREE
      }
-     d_step {       /* _raw_lock.ts #handOff L215: Atomics.notify(STATE, Infinity) */
+     d_step {       /* _raw_lock.ts #handOff L221: Atomics.notify(STATE, Infinity) */
        notify_n(ALL);
        w = 0; busy[TH(p)] = false
      }
@@ -363,11 +363,11 @@ handoff:
   :: true
   fi;
   w = 0;
-  d_step {          /* _raw_lock.ts #handOff L219: Atomics.load(STATE) (== id: no CAS at L223) */
+  d_step {          /* _raw_lock.ts #handOff L225: Atomics.load(STATE) (== id: no CAS at L229) */
     assert(STATE == TH(p) + 1);
     holders--;
     holder = 0;
-    serve(TH(p));   /* L225: the lock passes to the head, never free */
+    serve(TH(p));   /* L231: the lock passes to the head, never free */
     busy[TH(p)] = false
   }
   r++;
@@ -387,7 +387,7 @@ end:
 wloop:
      if
      :: lqlen[th] == 0 ->
-        d_step {    /* _raw_lock.ts #watch L276: Atomics.sub(WAITERS, ASYNC_ONE) (finally) */
+        d_step {    /* _raw_lock.ts #watch L282: Atomics.sub(WAITERS, ASYNC_ONE) (finally) */
           assert(WAITERS >= WATCH_ONE);
           WAITERS = WAITERS - WATCH_ONE;
           watching[th] = false;
@@ -395,10 +395,10 @@ wloop:
           busy[th] = false
         }
      :: else ->
-        atomic {    /* _raw_lock.ts #watch L267: Atomics.compareExchange(STATE, FREE, id) -> seen */
+        atomic {    /* _raw_lock.ts #watch L273: Atomics.compareExchange(STATE, FREE, id) -> seen */
           seen = STATE;
           if
-          :: STATE == FREE -> STATE = th + 1; serve(th); seen = 0; reg = true  /* L269 */
+          :: STATE == FREE -> STATE = th + 1; serve(th); seen = 0; reg = true  /* L275 */
           :: else -> reg = false
           fi
         }
@@ -406,7 +406,7 @@ wloop:
         :: reg -> reg = false; goto wloop
         :: else
         fi;
-        d_step {    /* _raw_lock.ts #watch L272: Atomics.waitAsync(STATE, seen) */
+        d_step {    /* _raw_lock.ts #watch L278: Atomics.waitAsync(STATE, seen) */
           if
           :: STATE == seen ->
              assert(qlen < QMAX);

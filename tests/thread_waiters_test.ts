@@ -25,7 +25,7 @@ import {
 } from "./workers/waiters_common.ts";
 
 /** Word indices, as documented at the top of locks/thread/_raw_lock.ts and _raw_rwlock.ts. */
-const LOCK_WAITERS = 5;
+const LOCK_WAITERS = 20;
 const RW_R_SLEEPERS = 8;
 const RW_W_SLEEPERS = 9;
 

@@ -88,10 +88,13 @@ import { WaitQueue } from "./_wait.ts";
 
 /** Index of the lock word: 0 or the holder's attachment id. */
 const STATE = HEADER_WORDS;
-/** Index of the waiter counts (sync in bits 0..15, watchers in bits 16..31): upper bounds. */
-const WAITERS = HEADER_WORDS + 1;
+/**
+ * Index of the waiter counts (sync in bits 0..15, watchers in bits 16..31):
+ * upper bounds. 16 words (64 bytes) after STATE, so never in its cache line.
+ */
+const WAITERS = HEADER_WORDS + 16;
 /** Words in a Lock buffer. */
-const WORDS = HEADER_WORDS + 2;
+const WORDS = WAITERS + 1;
 
 /** STATE: nobody holds the lock. */
 const FREE = 0;
@@ -102,8 +105,8 @@ const ASYNC_ONE = 1 << 16;
 
 /** "FLck": marks a Lock buffer. */
 const LOCK_MAGIC = 0x464c636b;
-/** Bumped whenever a word above changes meaning (2: STATE holds the holder id). */
-const LOCK_LAYOUT = 2;
+/** Bumped whenever a word above changes meaning or place (2: STATE holds the holder id; 3: WAITERS moved). */
+const LOCK_LAYOUT = 3;
 
 /** Load-and-CAS rounds tried before a contended acquire registers as a waiter. */
 const SPIN = 100;
@@ -157,9 +160,12 @@ export class RawLock {
 
   /** Acquires, blocking the thread with `Atomics.wait` as `w` allows. */
   acquireSync(w: Waiting): boolean {
-    if (this.tryAcquire()) return true;
-    if (w.timeout === 0) return false;
-    return this.#lockContendedSync(w.timeout);
+    return this.tryAcquire() || this.acquireSyncContended(w);
+  }
+
+  /** acquireSync() after a tryAcquire() that failed: no second CAS on the busy word. */
+  acquireSyncContended(w: Waiting): boolean {
+    return w.timeout !== 0 && this.#lockContendedSync(w.timeout);
   }
 
   /**
