@@ -67,11 +67,17 @@
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
  *   MUT_NOTIFY_ONE      #wake always notifies 1 (the layout-1 code's one-per-release)
  *   MUT_LOAD_FIRST      release() reads WAITERS before its exchange frees STATE
- *   MUT_UNCOUNTED_WATCH the watcher does not count itself in WAITERS */
+ *   MUT_UNCOUNTED_WATCH the watcher does not count itself in WAITERS
+ *   MUT_WOKEN_EAGER     a release skips its notify when all sync waiters but one are woken */
 #ifdef MUT_NOTIFY_ONE
 #define WAKE_COUNT(w) 1
 #else
 #define WAKE_COUNT(w) (HAS_ASYNC(w) -> ALL : 1)
+#endif
+#ifdef MUT_WOKEN_EAGER
+#define SKIP_SLACK 1
+#else
+#define SKIP_SLACK 0
 #endif
 #ifdef MUT_UNCOUNTED_WATCH
 #define WATCH_ONE 0
@@ -341,7 +347,7 @@ cs:
      kk = WOKEN;     /* _raw_lock.ts #wake L231: Atomics.load(WOKEN) */
      w = WAITERS;    /* _raw_lock.ts #wake L232: Atomics.load(WAITERS) */
      if
-     :: !HAS_ASYNC(w) && (w & 65535) <= kk ->   /* L233: every sync waiter is woken already */
+     :: !HAS_ASYNC(w) && (w & 65535) <= kk + SKIP_SLACK ->   /* L233: every sync waiter is woken already */
         atomic { w = 0; kk = 0; busy[TH(p)] = false }
      :: else ->
         d_step {     /* _raw_lock.ts #wake L234: Atomics.notify(STATE, async ? Infinity : 1) */
