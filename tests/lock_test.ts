@@ -308,6 +308,13 @@ for (const sync of [true, false]) {
       );
       assert.equal(counters[0], 2 * iterations);
       assert.equal(lock.locked, false);
+      // WAITERS and WOKEN (words 20 and 21, locks/thread/_raw_lock.ts) back to 0: no count
+      // left behind (a watcher ends at its next wake-up, hence the wait).
+      const words = new Int32Array(lock.buffer);
+      await until(
+        () => Atomics.load(words, 20) === 0 && Atomics.load(words, 21) === 0,
+        "WAITERS and WOKEN are 0",
+      );
     } finally {
       for (const w of workers) w.worker.terminate();
     }
