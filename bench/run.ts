@@ -27,6 +27,7 @@ import { semaphoreFigures as processSemaphoreFigures } from "./_semaphore.ts";
 import { waitersProcessFigures } from "./_waiters_process.ts";
 import { etcdFigures, etcdTargets } from "./_etcd.ts";
 import { rwFloodProcessFigures } from "./_rw_flood_process.ts";
+import { contentionFigures } from "./_contention.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -377,6 +378,7 @@ const semaphores = await processSemaphoreFigures(add, skip); // InterProcessSema
 const manyWaiters = await waitersProcessFigures(add, skip); // many async waiters (bench/_waiters_process.ts)
 const rwFlood = await rwFloodProcessFigures(add, skip); // process RW writer under reader processes (bench/_rw_flood_process.ts)
 const etcd = await etcdFigures(add, skip);
+const contention = await contentionFigures(add, skip); // Lock under contention (bench/_contention.ts)
 
 // --- report -------------------------------------------------------------------------
 
@@ -627,6 +629,25 @@ for (const n of [1, 32, 1000]) {
 }
 // --- end many async waiters ---
 targets.push(...etcdTargets(etcd));
+// --- Lock under contention targets (bench/_contention.ts) ---
+for (const mode of ["sync", "async"]) {
+  const ours = contention.rate.get(`Lock ${mode}`);
+  const floor = Math.max(
+    contention.rate.get(`bare ${mode}`) ?? NaN,
+    contention.rate.get(`bare-spin ${mode}`) ?? NaN,
+  );
+  const lost = contention.lost.get(`Lock ${mode}`);
+  targets.push({
+    target: `2 Workers contending on one Lock, ${mode}: total ≥ 0.8 × the faster bare futex ` +
+      "mutex (no spin / spin 100 loads), no increment lost",
+    measured: ours === undefined || Number.isNaN(floor)
+      ? "not measured (see skips)"
+      : `${format(ours, "ops/s")} / ${format(floor, "ops/s")} = ${(ours / floor).toFixed(2)}×; ` +
+        (lost === 0 ? "no increment lost" : `LOST ${lost} increments`),
+    met: ours === undefined || Number.isNaN(floor) ? undefined : ours >= 0.8 * floor && lost === 0,
+  });
+}
+// --- end Lock under contention targets ---
 
 const machine = await describeMachine();
 const lines: string[] = [];

@@ -77,7 +77,7 @@ failed=0
 total=0
 if [ "${1:-}" = --mutants ]; then
   survived=0
-  for mut in MUT_NOTIFY_ONE MUT_LOAD_FIRST MUT_UNCOUNTED_WATCH; do
+  for mut in MUT_NOTIFY_ONE MUT_LOAD_FIRST MUT_UNCOUNTED_WATCH MUT_WOKEN_EAGER; do
     caught=0
     for cfg in "${LOCK_CFGS[@]}"; do
       for prop in safety liveness; do

@@ -60,18 +60,24 @@
 #define ALL 255                  /* notify count +Infinity */
 
 #define FREE 0
-#define SYNC_ONE 1               /* _raw_lock.ts L99 */
-#define ASYNC_ONE 65536          /* _raw_lock.ts L101: 1 << 16 */
-#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L121 */
+#define SYNC_ONE 1               /* _raw_lock.ts L121 */
+#define ASYNC_ONE 65536          /* _raw_lock.ts L123: 1 << 16 */
+#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L139 */
 
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
  *   MUT_NOTIFY_ONE      #wake always notifies 1 (the layout-1 code's one-per-release)
  *   MUT_LOAD_FIRST      release() reads WAITERS before its exchange frees STATE
- *   MUT_UNCOUNTED_WATCH the watcher does not count itself in WAITERS */
+ *   MUT_UNCOUNTED_WATCH the watcher does not count itself in WAITERS
+ *   MUT_WOKEN_EAGER     a release skips its notify when all sync waiters but one are woken */
 #ifdef MUT_NOTIFY_ONE
 #define WAKE_COUNT(w) 1
 #else
 #define WAKE_COUNT(w) (HAS_ASYNC(w) -> ALL : 1)
+#endif
+#ifdef MUT_WOKEN_EAGER
+#define SKIP_SLACK 1
+#else
+#define SKIP_SLACK 0
 #endif
 #ifdef MUT_UNCOUNTED_WATCH
 #define WATCH_ONE 0
@@ -79,9 +85,10 @@
 #define WATCH_ONE ASYNC_ONE
 #endif
 
-/* ---- shared words (_raw_lock.ts L92-96) ---- */
+/* ---- shared words (_raw_lock.ts L107-118) ---- */
 byte STATE = FREE;       /* 0 or the holder's attachment id: TH(p) + 1 */
 int WAITERS = 0;         /* sync count in bits 0..15, watchers in bits 16..31 */
+int WOKEN = 0;           /* waits woken by a notify that have not run yet */
 
 /* ---- the engine's waiter list for STATE ---- */
 byte q[QMAX];      /* p+1: sync wait of task p; NP+1+th: the watcher of thread th */
@@ -105,7 +112,7 @@ bool served[NP];   /* p was served the lock; its continuation has not run yet */
 bool patient[NP];  /* p's current acquisition has no timeout and no signal */
 byte done = 0;     /* tasks that finished all their rounds */
 
-hidden byte k, i, e;
+hidden byte k, i, e, nw;
 
 /* Atomics.notify(view, STATE, n): wake up to n waiters, FIFO. One atomic step. */
 inline notify_n(n) {
@@ -120,6 +127,7 @@ inline notify_n(n) {
      od;
      qlen--;
      q[qlen] = 0;
+     nw++;
      if
      :: e > NP -> wwoken[e - NP - 1] = true
      :: else -> woken[e - 1] = true; sleeping[e - 1] = false
@@ -188,8 +196,8 @@ inline leave_queue(p) {
 #define OWN_THREAD_HOLDS(p) (STATE == TH(p) + 1)
 
 proctype Task(byte p) {
-  byte r = 0, seen;
-  int w;
+  byte r = 0, seen, n;
+  int w, kk;
   bool sync, ok, reg, expired;
 
 round:
@@ -206,12 +214,12 @@ round:
   :: patient[p] = false
   fi;
 
-  /* acquireSync L159 / acquireAsync L171 (queue empty): tryAcquire, and #spin L232, collapsed */
-  d_step { /* _raw_lock.ts RawLock.tryAcquire L155: Atomics.compareExchange(STATE, FREE, id) */
+  /* acquireSync L183 / acquireAsync L197 (queue empty): tryAcquire, and #spin L267, collapsed */
+  d_step { /* _raw_lock.ts RawLock.tryAcquire L179: Atomics.compareExchange(STATE, FREE, id) */
     !busy[TH(p)] && !(sync && OWN_THREAD_HOLDS(p));
     busy[TH(p)] = true;
     if
-    :: !sync && lqlen[TH(p)] > 0 -> ok = false   /* L170: queue not empty: no CAS, join it */
+    :: !sync && lqlen[TH(p)] > 0 -> ok = false   /* L197: queue not empty: no CAS, join it */
     :: else ->
        if
        :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
@@ -228,7 +236,7 @@ round:
   :: else
   fi;
 
-  /* ---- async: join the queue (L177); start the watcher if none runs (L178) ---- */
+  /* ---- async: join the queue (L204); start the watcher if none runs (L205) ---- */
   atomic {
     lq[TH(p) * NP + lqlen[TH(p)]] = p;
     lqlen[TH(p)]++;
@@ -237,7 +245,7 @@ round:
   if
   :: watching[TH(p)] -> busy[TH(p)] = false      /* the caller awaits its promise */
   :: else ->
-     d_step {      /* _raw_lock.ts #watch L264: Atomics.add(WAITERS, ASYNC_ONE) */
+     d_step {      /* _raw_lock.ts #watch L299: Atomics.add(WAITERS, ASYNC_ONE) */
        watching[TH(p)] = true;
        WAITERS = WAITERS + WATCH_ONE;
        wgo[TH(p)] = true  /* the watcher runs on in this synchronous step, then awaits */
@@ -257,9 +265,9 @@ round:
 
   /* ---- sync ---- */
 syncwait:
-  WAITERS = WAITERS + SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L241: Atomics.add */
+  WAITERS = WAITERS + SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L276: Atomics.add */
 loop:
-  atomic {         /* _raw_lock.ts #lockContendedSync L244: Atomics.compareExchange(STATE, FREE, id) -> seen */
+  atomic {         /* _raw_lock.ts #lockContendedSync L279: Atomics.compareExchange(STATE, FREE, id) -> seen */
     seen = STATE;
     if
     :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
@@ -270,13 +278,13 @@ loop:
   :: ok -> goto leave
   :: else
   fi;
-  /* L246-247: left <= 0 ? */
+  /* L281-282: left <= 0 ? */
   if
   :: expired -> goto leave
   :: !expired && !patient[p] -> expired = true; goto leave   /* deadline passed before waiting */
   :: !expired -> skip
   fi;
-  d_step {         /* _raw_lock.ts #lockContendedSync L248: Atomics.wait(STATE, seen, left) */
+  d_step {         /* _raw_lock.ts #lockContendedSync L283: Atomics.wait(STATE, seen, left) */
     if
     :: STATE == seen ->
        assert(qlen < QMAX);
@@ -291,8 +299,9 @@ loop:
   if
   :: reg ->
      if
-     :: woken[p] -> woken[p] = false              /* "ok" */
-     :: d_step {  /* L248: Atomics.wait times out and leaves the waiter list */
+     :: woken[p] -> woken[p] = false;             /* "ok" */
+        WOKEN = WOKEN - 1  /* _raw_lock.ts #lockContendedSync L283: Atomics.sub(WOKEN, 1) */
+     :: d_step {  /* L283: Atomics.wait times out and leaves the waiter list */
           !patient[p] && sleeping[p] -> deregister(p); expired = true
         }
      fi;
@@ -302,7 +311,7 @@ loop:
   goto loop;
 
 leave:
-  WAITERS = WAITERS - SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L251: Atomics.sub (finally) */
+  WAITERS = WAITERS - SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L286: Atomics.sub (finally) */
   if
   :: ok -> goto cs
   :: else ->
@@ -316,7 +325,7 @@ cs:
     busy[TH(p)] = false;   /* the caller's critical section may await */
     assert(holders == 1 && holder == p + 1)
   }
-  atomic { !busy[TH(p)]; busy[TH(p)] = true }   /* release() L184: the queue's size */
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }   /* release() L211: the queue's size */
   if
   :: lqlen[TH(p)] > 0 -> goto handoff
   :: else
@@ -324,50 +333,63 @@ cs:
 #ifdef MUT_LOAD_FIRST
   w = WAITERS;      /* mutant: WAITERS read before STATE is released */
 #endif
-  d_step {          /* _raw_lock.ts RawLock.release L185: Atomics.exchange(STATE, FREE) */
+  d_step {          /* _raw_lock.ts RawLock.release L212: Atomics.exchange(STATE, FREE) */
     assert(STATE == TH(p) + 1);
     holders--;
     holder = 0;
     STATE = FREE
   }
 #ifndef MUT_LOAD_FIRST
-  w = WAITERS;      /* _raw_lock.ts RawLock.release L186: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts RawLock.release L213: Atomics.load(WAITERS) */
 #endif
   if
   :: w != 0 ->
-     d_step {        /* _raw_lock.ts #wake L201: Atomics.notify(STATE, async ? Infinity : 1) */
-       notify_n(WAKE_COUNT(w));
-       w = 0; busy[TH(p)] = false
-     }
+     kk = WOKEN;     /* _raw_lock.ts #wake L231: Atomics.load(WOKEN) */
+     w = WAITERS;    /* _raw_lock.ts #wake L232: Atomics.load(WAITERS) */
+     if
+     :: !HAS_ASYNC(w) && (w & 65535) <= kk + SKIP_SLACK ->   /* L233: every sync waiter is woken already */
+        atomic { w = 0; kk = 0; busy[TH(p)] = false }
+     :: else ->
+        d_step {     /* _raw_lock.ts #wake L234: Atomics.notify(STATE, async ? Infinity : 1) */
+          notify_n(WAKE_COUNT(w));
+          n = nw; nw = 0; w = 0; kk = 0
+        }
+        d_step {     /* _raw_lock.ts #wake L235: Atomics.add(WOKEN, n) */
+          WOKEN = WOKEN + n; n = 0; busy[TH(p)] = false
+        }
+     fi
   :: else -> busy[TH(p)] = false
   fi;
   r++;
   goto round;
 
 handoff:
-  w = WAITERS;      /* _raw_lock.ts #handOff L211: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts #handOff L245: Atomics.load(WAITERS) */
   if
   :: w - WATCH_ONE != 0 ->   /* somebody else waits: LOCAL_BATCH may be used up */
-     d_step {       /* _raw_lock.ts #handOff L214: Atomics.exchange(STATE, FREE) */
+     d_step {       /* _raw_lock.ts #handOff L248: Atomics.exchange(STATE, FREE) */
        assert(STATE == TH(p) + 1);
        holders--;
        holder = 0;
        STATE = FREE
      }
-     d_step {       /* _raw_lock.ts #handOff L215: Atomics.notify(STATE, Infinity) */
+     d_step {       /* _raw_lock.ts #handOff L249: Atomics.notify(STATE, Infinity) */
        notify_n(ALL);
-       w = 0; busy[TH(p)] = false
+       n = nw; nw = 0; w = 0
+     }
+     d_step {       /* _raw_lock.ts #handOff L250: Atomics.add(WOKEN, n) */
+       WOKEN = WOKEN + n; n = 0; busy[TH(p)] = false
      }
      r++;
      goto round
   :: true
   fi;
   w = 0;
-  d_step {          /* _raw_lock.ts #handOff L219: Atomics.load(STATE) (== id: no CAS at L223) */
+  d_step {          /* _raw_lock.ts #handOff L254: Atomics.load(STATE) (== id: no CAS at L258) */
     assert(STATE == TH(p) + 1);
     holders--;
     holder = 0;
-    serve(TH(p));   /* L225: the lock passes to the head, never free */
+    serve(TH(p));   /* L260: the lock passes to the head, never free */
     busy[TH(p)] = false
   }
   r++;
@@ -387,7 +409,7 @@ end:
 wloop:
      if
      :: lqlen[th] == 0 ->
-        d_step {    /* _raw_lock.ts #watch L276: Atomics.sub(WAITERS, ASYNC_ONE) (finally) */
+        d_step {    /* _raw_lock.ts #watch L311: Atomics.sub(WAITERS, ASYNC_ONE) (finally) */
           assert(WAITERS >= WATCH_ONE);
           WAITERS = WAITERS - WATCH_ONE;
           watching[th] = false;
@@ -395,10 +417,10 @@ wloop:
           busy[th] = false
         }
      :: else ->
-        atomic {    /* _raw_lock.ts #watch L267: Atomics.compareExchange(STATE, FREE, id) -> seen */
+        atomic {    /* _raw_lock.ts #watch L302: Atomics.compareExchange(STATE, FREE, id) -> seen */
           seen = STATE;
           if
-          :: STATE == FREE -> STATE = th + 1; serve(th); seen = 0; reg = true  /* L269 */
+          :: STATE == FREE -> STATE = th + 1; serve(th); seen = 0; reg = true  /* L304 */
           :: else -> reg = false
           fi
         }
@@ -406,7 +428,7 @@ wloop:
         :: reg -> reg = false; goto wloop
         :: else
         fi;
-        d_step {    /* _raw_lock.ts #watch L272: Atomics.waitAsync(STATE, seen) */
+        d_step {    /* _raw_lock.ts #watch L307: Atomics.waitAsync(STATE, seen) */
           if
           :: STATE == seen ->
              assert(qlen < QMAX);
@@ -422,6 +444,7 @@ wloop:
         :: reg ->
            reg = false;
            d_step { wwoken[th] && !busy[th] -> wwoken[th] = false; busy[th] = true }
+           WOKEN = WOKEN - 1   /* _raw_lock.ts #watch L308: Atomics.sub(WOKEN, 1) */
         :: else
         fi;
         goto wloop
@@ -435,6 +458,7 @@ proctype Quiescence() {
   timeout ->
   assert(STATE == FREE && holders == 0);
   assert(WAITERS == 0);
+  assert(WOKEN == 0);
   assert(qlen == 0)
 }
 

@@ -292,6 +292,35 @@ Deno.test("Lock: Workers hammering with sync and async acquires never overlap no
   }
 });
 
+for (const sync of [true, false]) {
+  const how = sync ? "acquireSync()" : "await acquire()";
+  Deno.test(`Lock: 2 Workers hammering ${how} in tight loops lose no increment`, async () => {
+    const lock = new Lock();
+    const counters = new Int32Array(new SharedArrayBuffer(8)); // value, started
+    const workers = [new Driven(), new Driven()];
+    try {
+      await Promise.all(workers.map((w) => w.call("attachLock", { buffer: lock.buffer })));
+      const iterations = 200_000;
+      await Promise.all(
+        workers.map((w) =>
+          w.call("hammerTight", { counters: counters.buffer, iterations, sync, starters: 2 })
+        ),
+      );
+      assert.equal(counters[0], 2 * iterations);
+      assert.equal(lock.locked, false);
+      // WAITERS and WOKEN (words 20 and 21, locks/thread/_raw_lock.ts) back to 0: no count
+      // left behind (a watcher ends at its next wake-up, hence the wait).
+      const words = new Int32Array(lock.buffer);
+      await until(
+        () => Atomics.load(words, 20) === 0 && Atomics.load(words, 21) === 0,
+        "WAITERS and WOKEN are 0",
+      );
+    } finally {
+      for (const w of workers) w.worker.terminate();
+    }
+  });
+}
+
 /**
  * Resolves once the Workers counting into `beat` have stopped: Deno gives no
  * signal when a terminated Worker's thread has ended, so this waits until the

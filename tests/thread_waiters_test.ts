@@ -25,7 +25,8 @@ import {
 } from "./workers/waiters_common.ts";
 
 /** Word indices, as documented at the top of locks/thread/_raw_lock.ts and _raw_rwlock.ts. */
-const LOCK_WAITERS = 5;
+const LOCK_WAITERS = 20;
+const LOCK_WOKEN = 21;
 const RW_R_SLEEPERS = 8;
 const RW_W_SLEEPERS = 9;
 
@@ -49,7 +50,7 @@ function asyncRegistrations(lock: AnyLock): number {
 /** Every count at rest once nothing waits (the watchers end at their next wake-up). */
 async function atRest(lock: AnyLock): Promise<void> {
   const v = new Int32Array(lock.buffer);
-  const words = lock instanceof Lock ? [LOCK_WAITERS] : [RW_R_SLEEPERS, RW_W_SLEEPERS];
+  const words = lock instanceof Lock ? [LOCK_WAITERS, LOCK_WOKEN] : [RW_R_SLEEPERS, RW_W_SLEEPERS];
   await until(() => words.every((i) => Atomics.load(v, i) === 0), "the waiter counts are 0");
   if (lock instanceof ReaderWriterLock) assert.equal(lock.hasPendingWriters, false);
   assert.equal(lock instanceof Lock ? lock.locked : lock.owner !== null, false);

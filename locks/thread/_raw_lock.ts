@@ -16,6 +16,10 @@
 //              of async waiters has a watcher running (at most 65535 at once).
 //              Each field is never less than the number of waits of its kind
 //              registered on STATE.
+//   WOKEN      waits (sync or watcher) woken by a notify that have not run yet:
+//              every notify adds what it woke, every woken wait takes one off
+//              when it runs. Never more than the waits in flight (a notify adds
+//              after it wakes), possibly less for a moment (negative is fine).
 //
 // Async waiters do not wait on STATE themselves. Each attachment keeps its
 // async waiters in a FIFO queue in TypeScript (WaitQueue, _wait.ts) and runs at
@@ -41,7 +45,8 @@
 //            the CAS, which then succeeds (no lost wake-up).
 //   release  queue of the releasing attachment empty: STATE := 0 (exchange);
 //            then, by the WAITERS it loads: a watcher counted -> notify all;
-//            only sync waiters -> notify one; none -> none.
+//            only sync waiters -> notify one, unless WOKEN (loaded before a
+//            second load of WAITERS) covers them all; none -> none.
 //            queue not empty (direct handoff): CAS STATE holder -> id (the
 //            holder is this attachment's id but for a cross-attachment
 //            release), serve the head. Nobody is woken: the lock was never free.
@@ -59,6 +64,18 @@
 // watcher would strand every other waiter, including the blocked thread's own
 // sync waiter. Sync waiters always run when woken, so one suffices when they
 // are all there is. With one watcher per attachment, "all" is O(isolates).
+//
+// Woken waiters in flight: a woken thread takes tens of µs to run on a busy
+// machine, and stays counted in WAITERS until it leaves acquireSync(); meanwhile
+// the running Worker may release hundreds of times. Without WOKEN each of those
+// releases would notify again and wake nobody (the futex mutex avoids this by
+// leaving its word at "locked" after a wake-up, until the woken one runs). So a
+// release with only sync waiters skips its notify when WOKEN is at least their
+// count: each of them is then awake and will CAS after this release's exchange,
+// so either one takes the lock or a later holder exists whose release looks
+// again; and a notify(1) wakes the oldest sleeper first, so no sleeper is passed
+// over for ever. A watcher left woken by a terminated Worker leaves its
+// ASYNC_ONE too, which turns the skip off for good (more notifies, never fewer).
 //
 // Fairness: none between attachments, as with Python's threading.Lock and Go's
 // sync.Mutex in normal mode; FIFO among the async waiters of one attachment. A
@@ -88,10 +105,15 @@ import { WaitQueue } from "./_wait.ts";
 
 /** Index of the lock word: 0 or the holder's attachment id. */
 const STATE = HEADER_WORDS;
-/** Index of the waiter counts (sync in bits 0..15, watchers in bits 16..31): upper bounds. */
-const WAITERS = HEADER_WORDS + 1;
+/**
+ * Index of the waiter counts (sync in bits 0..15, watchers in bits 16..31):
+ * upper bounds. 16 words (64 bytes) after STATE, so never in its cache line.
+ */
+const WAITERS = HEADER_WORDS + 16;
+/** Index of the count of waits woken and not yet run (same cache line as WAITERS). */
+const WOKEN = WAITERS + 1;
 /** Words in a Lock buffer. */
-const WORDS = HEADER_WORDS + 2;
+const WORDS = WAITERS + 2;
 
 /** STATE: nobody holds the lock. */
 const FREE = 0;
@@ -102,8 +124,8 @@ const ASYNC_ONE = 1 << 16;
 
 /** "FLck": marks a Lock buffer. */
 const LOCK_MAGIC = 0x464c636b;
-/** Bumped whenever a word above changes meaning (2: STATE holds the holder id). */
-const LOCK_LAYOUT = 2;
+/** Bumped whenever a word above changes meaning or place (2: STATE holds the holder id; 3: WAITERS moved). */
+const LOCK_LAYOUT = 3;
 
 /** Load-and-CAS rounds tried before a contended acquire registers as a waiter. */
 const SPIN = 100;
@@ -115,6 +137,8 @@ const LOCAL_BATCH = 32;
 
 /** Whether a WAITERS value counts any async wait. */
 const hasAsyncWaits = (w: number) => w >>> 16 !== 0;
+/** The sync waiters a WAITERS value counts. */
+const syncWaits = (w: number) => w & 0xffff;
 
 /** One attachment (one Worker's view) of a shared mutex word. */
 export class RawLock {
@@ -157,9 +181,12 @@ export class RawLock {
 
   /** Acquires, blocking the thread with `Atomics.wait` as `w` allows. */
   acquireSync(w: Waiting): boolean {
-    if (this.tryAcquire()) return true;
-    if (w.timeout === 0) return false;
-    return this.#lockContendedSync(w.timeout);
+    return this.tryAcquire() || this.acquireSyncContended(w);
+  }
+
+  /** acquireSync() after a tryAcquire() that failed: no second CAS on the busy word. */
+  acquireSyncContended(w: Waiting): boolean {
+    return w.timeout !== 0 && this.#lockContendedSync(w.timeout);
   }
 
   /**
@@ -183,22 +210,29 @@ export class RawLock {
   release(): boolean {
     if (this.#queue.size !== 0) return this.#handOff();
     if (Atomics.exchange(this.view, STATE, FREE) === FREE) return false;
-    const waiters = Atomics.load(this.view, WAITERS);
-    if (waiters !== 0) this.#wake(waiters);
+    if (Atomics.load(this.view, WAITERS) !== 0) this.#wake();
     return true;
   }
 
   /** Releases on behalf of attachment `id` if it holds the lock. */
   forceRelease(id: number): boolean {
     if (id === FREE || Atomics.compareExchange(this.view, STATE, id, FREE) !== id) return false;
-    const waiters = Atomics.load(this.view, WAITERS);
-    if (waiters !== 0) this.#wake(waiters);
+    if (Atomics.load(this.view, WAITERS) !== 0) this.#wake();
     return true;
   }
 
-  /** Wakes every async wait when any is counted (see "Why all async waits are woken"), else one sync waiter. */
-  #wake(waiters: number): void {
-    Atomics.notify(this.view, STATE, hasAsyncWaits(waiters) ? Infinity : 1);
+  /**
+   * Wakes every async wait when any is counted (see "Why all async waits are
+   * woken"), else one sync waiter, unless all of them are woken already (see
+   * "Woken waiters in flight").
+   */
+  #wake(): void {
+    const view = this.view;
+    const woken = Atomics.load(view, WOKEN);
+    const waiters = Atomics.load(view, WAITERS);
+    if (!hasAsyncWaits(waiters) && syncWaits(waiters) <= woken) return;
+    const n = Atomics.notify(view, STATE, hasAsyncWaits(waiters) ? Infinity : 1);
+    if (n !== 0) Atomics.add(view, WOKEN, n);
   }
 
   /**
@@ -212,7 +246,8 @@ export class RawLock {
     if (others !== 0 && ++this.#handoffs > LOCAL_BATCH) {
       this.#handoffs = 0;
       if (Atomics.exchange(view, STATE, FREE) === FREE) return false;
-      Atomics.notify(view, STATE, Infinity); // this watcher is counted: async waits are
+      const n = Atomics.notify(view, STATE, Infinity); // this watcher is counted: async waits are
+      if (n !== 0) Atomics.add(view, WOKEN, n);
       return true;
     }
     for (;;) {
@@ -245,7 +280,7 @@ export class RawLock {
         if (seen === FREE) return true;
         const left = deadline - performance.now();
         if (left <= 0) return false;
-        Atomics.wait(view, STATE, seen, left);
+        if (Atomics.wait(view, STATE, seen, left) === "ok") Atomics.sub(view, WOKEN, 1);
       }
     } finally {
       Atomics.sub(view, WAITERS, SYNC_ONE);
@@ -270,7 +305,7 @@ export class RawLock {
           continue;
         }
         const wait = Atomics.waitAsync(view, STATE, seen);
-        if (wait.async) await wait.value;
+        if (wait.async && await wait.value === "ok") Atomics.sub(view, WOKEN, 1);
       }
     } finally {
       Atomics.sub(view, WAITERS, ASYNC_ONE);

@@ -256,7 +256,9 @@ export class Lock {
    */
   acquireSync(options?: AcquireOptions): boolean {
     // Fast path: one CAS (RawLock.tryAcquire), no options to parse, nothing allocated.
-    if (options === undefined) return this.#raw.tryAcquire() || this.#raw.acquireSync(WAIT_FOREVER);
+    if (options === undefined) {
+      return this.#raw.tryAcquire() || this.#raw.acquireSyncContended(WAIT_FOREVER);
+    }
     const w = parseOptions(options);
     w.signal?.throwIfAborted();
     return this.#raw.acquireSync(w);

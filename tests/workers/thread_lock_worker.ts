@@ -187,6 +187,22 @@ const ops: Record<string, (r: Request) => unknown> = {
   },
   hammerLock: (r) =>
     hammer(new Int32Array(r.counters as SharedArrayBuffer), r.iterations as number, lock!),
+  /**
+   * Tight loop, as a contended benchmark runs it: acquire (sync or async), plain
+   * increment of counters[0], release, `iterations` times; counters[1] counts the
+   * Workers that have started, and each starts once `starters` have, so the loops overlap.
+   */
+  hammerTight: async (r) => {
+    const counters = new Int32Array(r.counters as SharedArrayBuffer);
+    Atomics.add(counters, 1, 1);
+    while (Atomics.load(counters, 1) < (r.starters as number)) Atomics.wait(counters, 1, 1, 1);
+    for (let i = 0; i < (r.iterations as number); i++) {
+      if (r.sync) lock!.acquireSync();
+      else await lock!.acquire();
+      counters[0]++;
+      lock!.release();
+    }
+  },
   /** Records in `order` (an Int32Array) the arrival of this worker's `tag` once acquired. */
   acquireAndRecord: async (r) => {
     event("waiting");

@@ -1,0 +1,210 @@
+// `Lock` under contention: two Workers (bench/_contention_worker.ts) hammer one
+// lock with acquire / increment a shared counter / release, sync
+// (acquireSync()) and async (await acquire()), beside the floor: the classic
+// three-state futex mutex (0 free, 1 locked, 2 locked with waiters) with no
+// spin, and with a brief spin (BARE_SPIN load rounds, a CAS only after a load
+// that saw it free). Kinds alternate round by round so that they see the same
+// noise; each figure is the median of its rounds. A second, instrumented pass
+// counts the Atomics calls per 1000 operations (notify, wait, waitAsync, CAS,
+// load; how many acquisitions slept, and how many waits were a waiter woken
+// only to lose the race and sleep again).
+//
+//   deno run --allow-all bench/_contention.ts     (prints a table)
+//
+// bench/run.ts calls contentionFigures() and checks the targets.
+
+import { type Figure, format } from "./_report.ts";
+import { Lock } from "../mod.ts";
+import { BARE_SPIN, type Calls, COUNTER, GO, STOP } from "./_contention_worker.ts";
+
+const CMD = "deno run --allow-all bench/_contention.ts";
+const WORKER = new URL("./_contention_worker.ts", import.meta.url).href;
+const ROUNDS = 7, CONTEND_MS = 250, COUNT_MS = 250;
+
+export type Kind = "Lock" | "bare" | "bare-spin";
+export type Mode = "sync" | "async";
+
+/** What bench/run.ts needs for its targets. */
+export interface ContentionResults {
+  /** Total ops/s, median of the rounds, by `${kind} ${mode}`. */
+  rate: Map<string, number>;
+  /** Increments lost in any round, by `${kind} ${mode}` (0: exclusion held). */
+  lost: Map<string, number>;
+  /** Atomics calls per 1000 operations (instrumented pass), by `${kind} ${mode}`. */
+  per1000: Map<string, Calls>;
+}
+
+interface Reply {
+  op: string;
+  ops?: number;
+  calls?: Calls;
+  message?: string;
+}
+
+/** A Worker running _contention_worker.ts, one command at a time. */
+class Party {
+  readonly #worker = new Worker(WORKER, { type: "module" });
+  readonly #replies: Reply[] = [];
+  #wake: (() => void) | undefined;
+
+  constructor() {
+    this.#worker.onmessage = (e: MessageEvent<Reply>) => {
+      this.#replies.push(e.data);
+      this.#wake?.();
+    };
+  }
+
+  send(command: Record<string, unknown>): void {
+    this.#worker.postMessage(command);
+  }
+
+  async expect(op: string): Promise<Reply> {
+    while (this.#replies.length === 0) await new Promise<void>((r) => (this.#wake = r));
+    const reply = this.#replies.shift()!;
+    if (reply.op !== op) throw new Error(`Worker: expected ${op}, got ${JSON.stringify(reply)}`);
+    return reply;
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** One run of both Workers on `kind`/`mode` for `ms`: total ops/s, lost increments, summed calls. */
+async function run(
+  parties: Party[],
+  lock: Lock,
+  kind: Kind,
+  mode: Mode,
+  ms: number,
+  count: boolean,
+): Promise<{ rate: number; ops: number; lost: number; calls?: Calls }> {
+  const control = new Int32Array(new SharedArrayBuffer(12));
+  const bare = new SharedArrayBuffer(4);
+  for (const p of parties) {
+    p.send({ op: "contend", kind, mode, bare, control: control.buffer, count });
+    await p.expect("ready");
+  }
+  const t0 = performance.now();
+  Atomics.store(control, GO, 1);
+  Atomics.notify(control, GO);
+  await sleep(ms);
+  Atomics.store(control, STOP, 1);
+  let ops = 0;
+  let calls: Calls | undefined;
+  for (const p of parties) {
+    const r = await p.expect("contend");
+    ops += r.ops!;
+    if (r.calls !== undefined) {
+      if (calls === undefined) calls = { ...r.calls };
+      else for (const k of Object.keys(calls) as (keyof Calls)[]) calls[k] += r.calls[k];
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (lock.locked) throw new Error(`${kind} ${mode}: the Lock is still held after the run`);
+  return { rate: ops / seconds, ops, lost: ops - control[COUNTER], calls };
+}
+
+const NAMES: Record<Kind, Record<Mode, string>> = {
+  "Lock": { sync: "Lock acquireSync()+release()", async: "Lock await acquire()+release()" },
+  "bare": {
+    sync: "bare futex mutex, no spin (Atomics.wait)",
+    async: "bare futex mutex, no spin (Atomics.waitAsync)",
+  },
+  "bare-spin": {
+    sync: `bare futex mutex, spin ${BARE_SPIN} loads (Atomics.wait)`,
+    async: `bare futex mutex, spin ${BARE_SPIN} loads (Atomics.waitAsync)`,
+  },
+};
+
+/** The counts of one instrumented run, per 1000 operations, as one line. */
+export function describeCalls(c: Calls): string {
+  const f = (n: number) => n < 10 ? n.toFixed(1) : n.toFixed(0);
+  const waits = c.wait - c.waitNotEqual;
+  return `per 1000 ops: notify ${f(c.notify)} (woke a wait ${f(c.notifyWoke)}), ` +
+    `wait ${f(waits)} slept + ${f(c.waitNotEqual)} not-equal, ` +
+    `waitAsync ${f(c.waitAsync - c.waitAsyncNotEqual)} pending + ${
+      f(c.waitAsyncNotEqual)
+    } not-equal, ` +
+    `acquisitions that slept ${f(c.slept)}, woken and slept again ${f(c.sleptAgain)}, ` +
+    `CAS ${f(c.cas)} (failed ${f(c.casFailed)}), load ${f(c.load)}`;
+}
+
+/** Measures every contention figure, calling `add` for each. */
+export async function contentionFigures(
+  add: (f: Figure) => void,
+  _skip: (what: string, why: string) => void,
+): Promise<ContentionResults> {
+  const results: ContentionResults = { rate: new Map(), lost: new Map(), per1000: new Map() };
+  const lock = new Lock();
+  const parties = [new Party(), new Party()];
+  try {
+    for (const p of parties) {
+      p.send({ op: "attach", lock: lock.buffer });
+      await p.expect("attach");
+    }
+    const kinds: Kind[] = ["bare", "bare-spin", "Lock"];
+    for (const mode of ["sync", "async"] as const) {
+      const rates = new Map<Kind, number[]>(kinds.map((k) => [k, []]));
+      // Warm-up round, then ROUNDS rounds with the kinds alternating.
+      for (let round = -1; round < ROUNDS; round++) {
+        for (const kind of kinds) {
+          const r = await run(parties, lock, kind, mode, CONTEND_MS, false);
+          if (round < 0) continue;
+          rates.get(kind)!.push(r.rate);
+          const key = `${kind} ${mode}`;
+          results.lost.set(key, (results.lost.get(key) ?? 0) + r.lost);
+        }
+      }
+      for (const kind of kinds) {
+        const r = await run(parties, lock, kind, mode, COUNT_MS, true);
+        const c = r.calls!;
+        for (const k of Object.keys(c) as (keyof Calls)[]) c[k] = (c[k] * 1000) / r.ops;
+        results.per1000.set(`${kind} ${mode}`, c);
+        results.lost.set(`${kind} ${mode}`, results.lost.get(`${kind} ${mode}`)! + r.lost);
+      }
+      const floor = Math.max(median(rates.get("bare")!), median(rates.get("bare-spin")!));
+      for (const kind of kinds) {
+        const key = `${kind} ${mode}`;
+        const rate = median(rates.get(kind)!);
+        results.rate.set(key, rate);
+        const lost = results.lost.get(key)!;
+        add({
+          section: `2 Workers contending on one lock, ${mode} (total throughput)`,
+          name: NAMES[kind][mode],
+          value: rate,
+          unit: "ops/s",
+          detail: `${(rate / floor).toFixed(2)}× the faster floor; ` +
+            `${lost === 0 ? "no increment lost" : `LOST ${lost} increments`}; ` +
+            describeCalls(results.per1000.get(key)!),
+          command: `${CMD}: median of ${ROUNDS} rounds of ${CONTEND_MS} ms, kinds alternating; ` +
+            `counts from one instrumented run of ${COUNT_MS} ms`,
+          ours: kind === "Lock",
+        });
+      }
+    }
+  } finally {
+    for (const p of parties) p.terminate();
+  }
+  return results;
+}
+
+if (import.meta.main) {
+  const rows: string[] = [];
+  const r = await contentionFigures(
+    (f) => rows.push(`| ${f.section} | ${f.name} | ${format(f.value, f.unit)} | ${f.detail} |`),
+    (what, why) => console.error(`SKIP ${what}: ${why}`),
+  );
+  console.log(`| group | what | figure | detail |\n| --- | --- | --- | --- |\n${rows.join("\n")}`);
+  for (const mode of ["sync", "async"]) {
+    const floor = Math.max(r.rate.get(`bare ${mode}`)!, r.rate.get(`bare-spin ${mode}`)!);
+    console.log(
+      `\nLock ${mode}: ${format(r.rate.get(`Lock ${mode}`)!, "ops/s")} = ${
+        (r.rate.get(`Lock ${mode}`)! / floor).toFixed(2)
+      }× the faster bare futex mutex (${format(floor, "ops/s")}); target ≥ 0.8×`,
+    );
+  }
+}
