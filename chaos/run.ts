@@ -279,15 +279,30 @@ function countFds(): number {
 }
 
 function workerThreads(): number {
-  let n = 0;
+  return workerThreadStates().length;
+}
+
+/** Each Worker thread of this process as "name tid state wchan" (wchan: the kernel function it sleeps in). */
+function workerThreadStates(): string[] {
+  const states: string[] = [];
   for (const t of Deno.readDirSync("/proc/self/task")) {
     try {
-      if (Deno.readTextFileSync(`/proc/self/task/${t.name}/comm`).startsWith("worker-")) n++;
+      const task = `/proc/self/task/${t.name}`;
+      const comm = Deno.readTextFileSync(`${task}/comm`).trim();
+      if (!comm.startsWith("worker-")) continue;
+      const state = Deno.readTextFileSync(`${task}/stat`).replace(/^.*\) /, "").split(" ")[0];
+      let wchan = "?";
+      try {
+        wchan = Deno.readTextFileSync(`${task}/wchan`).trim() || "-";
+      } catch {
+        // not readable here
+      }
+      states.push(`${comm} ${t.name} ${state} ${wchan}`);
     } catch {
       // ended meanwhile
     }
   }
-  return n;
+  return states;
 }
 
 function liveChildPids(): number[] {
@@ -429,7 +444,15 @@ for (let round = 0; round < 40; round++) {
 }
 recoverDead();
 const threadsLeft = workerThreads() - threadsAtStart;
-if (threadsLeft > 0) violations.push(`${threadsLeft} Worker threads left behind`);
+if (threadsLeft > 0) {
+  // Say where each leftover thread is, for whoever chases it (state R: running JavaScript; S with
+  // wchan futex_*: blocked in Atomics.wait or a lock).
+  violations.push(
+    `${threadsLeft} Worker threads left behind (all Worker threads now: ${
+      workerThreadStates().join("; ")
+    })`,
+  );
+}
 
 // Every lock can still be taken.
 {
