@@ -6,10 +6,24 @@ import { ReaderWriterLock } from "../locks/thread/reader_writer_lock.ts";
 import { Lock } from "../locks/thread/lock.ts";
 import { LockError, LockTimeoutError } from "../errors.ts";
 import { Driven, pause, until } from "./workers/driver.ts";
+import { BIASED, REBIAS_AFTER, SLOT_IDS, STATE } from "../locks/thread/_raw_rwlock.ts";
 
-/** Queued writers, read from the state word (layout 1: word 4, bits 17..30). White-box, for ordering tests. */
+/** Queued writers, read from the state word (layout 3: word 4, bits 17..28). White-box, for ordering tests. */
 function queuedWriters(rw: ReaderWriterLock): number {
-  return (Atomics.load(new Int32Array(rw.buffer), 4) >> 17) & 0x3fff;
+  return (Atomics.load(new Int32Array(rw.buffer), 4) >> 17) & 0xfff;
+}
+
+/** The state word (white-box, for the read-bias tests). */
+const stateOf = (rw: ReaderWriterLock) => Atomics.load(new Int32Array(rw.buffer), STATE);
+/** Whether readers with a slot take read holds in it now. */
+const isBiased = (rw: ReaderWriterLock) => (stateOf(rw) & BIASED) !== 0;
+/** Turns the read bias on the way the protocol does: REBIAS_AFTER read pairs through STATE. */
+function bias(rw: ReaderWriterLock): void {
+  for (let i = 0; i <= REBIAS_AFTER && !isBiased(rw); i++) {
+    rw.acquireReadLockSync();
+    rw.releaseReadLock();
+  }
+  assert.equal(isBiased(rw), true, "the bias is on");
 }
 
 async function attached(rw: ReaderWriterLock): Promise<Driven> {
@@ -400,7 +414,8 @@ Deno.test("ReaderWriterLock.forceRelease() recovers from Workers terminated at r
       assert.equal(rw.owner, null, `round ${round}`);
       assert.equal(rw.hasPendingWriters, false, `round ${round}`);
       for (const id of ids) assert.equal(rw.forceRelease(id), false);
-      const state = new Int32Array(rw.buffer)[4];
+      // At rest but for the bias bits (BIASED, SCAN: a revocation not yet scanned).
+      const state = new Int32Array(rw.buffer)[4] & ~(BIASED | (1 << 29));
       assert.equal(state, 0, `round ${round}: state word 0x${state.toString(16)}`);
       assert.equal(rw.acquireWriteLockSync({ blocking: false }), true);
       rw.releaseWriteLock();
@@ -410,4 +425,151 @@ Deno.test("ReaderWriterLock.forceRelease() recovers from Workers terminated at r
       for (const w of workers) w.worker.terminate();
     }
   }
+});
+
+// ---- read bias (per-attachment slots; see "Read bias" in _raw_rwlock.ts) ----
+
+const BIAS_WORKER = new URL("./workers/rw_bias_worker.ts", import.meta.url);
+
+Deno.test("ReaderWriterLock: biased readers in two Workers and a writer Worker never overlap", async () => {
+  const rw = new ReaderWriterLock();
+  bias(rw);
+  // value, readers in, writers in, violations, reads done, readers finished
+  const counters = new Int32Array(new SharedArrayBuffer(24));
+  const readers = [new Driven(BIAS_WORKER), new Driven(BIAS_WORKER)];
+  const writer = new Driven(BIAS_WORKER);
+  try {
+    for (const w of [...readers, writer]) await w.call("attach", { buffer: rw.buffer });
+    const reads = 20 * REBIAS_AFTER, writes = 10;
+    const done = readers.map((w) => w.call("readLoop", { counters: counters.buffer, reads }));
+    const biasedWrites = await writer.call("writeLoop", {
+      counters: counters.buffer,
+      writes,
+      gap: 3 * REBIAS_AFTER,
+      readers: readers.length,
+    }) as number;
+    await Promise.all(done);
+    assert.equal(counters[3], 0, "a writer overlapped another holder");
+    assert.equal(counters[0], writes);
+    assert.equal(counters[4], 2 * reads);
+    assert.ok(biasedWrites > 0, "no write found the bias on: the biased path was not exercised");
+    assert.equal(rw.owner, null);
+    assert.equal(rw.hasPendingWriters, false);
+  } finally {
+    for (const w of [...readers, writer]) w.worker.terminate();
+  }
+});
+
+Deno.test("ReaderWriterLock: a writer revokes the bias while biased readers hold, waits for them, and new readers wait behind it", async () => {
+  const rw = new ReaderWriterLock();
+  bias(rw);
+  await using reader = await attached(rw);
+  await using late = await attached(rw);
+  await reader.call("rwAcquire", { write: false, sync: true });
+  await reader.expect("waiting");
+  await reader.expect("locked");
+  assert.equal(stateOf(rw) & 0xffff, 0, "the read hold is in the Worker's slot, not in STATE");
+  assert.equal(rw.owner, "r");
+  // A try revokes the bias, finds the biased reader and gives the lock back.
+  assert.equal(rw.acquireWriteLockSync({ blocking: false }), false);
+  assert.equal(isBiased(rw), false);
+  const writer = rw.acquireWriteLock();
+  await until(() => rw.hasPendingWriters, "the writer queues");
+  assert.equal(await late.call("rwTryRead"), false, "a new reader got past the queued writer");
+  await pause(5); // time for the writer to be let in wrongly: it must not be
+  assert.equal(rw.isWriter(false), false);
+  await reader.call("rwRelease", { write: false });
+  assert.equal(await writer, true);
+  assert.equal(rw.owner, "w");
+  assert.equal(await late.call("rwTryRead"), false);
+  rw.releaseWriteLock();
+  assert.equal(await late.call("rwTryRead"), true);
+});
+
+Deno.test("ReaderWriterLock: the bias comes back after REBIAS_AFTER reads, and a write revokes it again", () => {
+  const rw = new ReaderWriterLock();
+  const other = ReaderWriterLock.from(rw.buffer);
+  assert.equal(isBiased(rw), false, "a new lock starts unbiased: its first writes cost no scan");
+  bias(rw);
+  for (let round = 0; round < 3; round++) {
+    assert.equal(other.acquireReadLockSync(), true); // biased
+    assert.equal(stateOf(rw) & 0xffff, 0);
+    assert.equal(rw.acquireWriteLockSync({ blocking: false }), false);
+    assert.equal(isBiased(rw), false);
+    other.releaseReadLock();
+    assert.equal(rw.acquireWriteLockSync({ blocking: false }), true);
+    assert.equal(stateOf(rw) & (1 << 29), 0, "the scan that found the slots empty cleared SCAN");
+    rw.releaseWriteLock();
+    // Each attachment counts its own reads through STATE since it last re-biased.
+    const counter = ReaderWriterLock.from(rw.buffer);
+    for (let i = 0; i < REBIAS_AFTER; i++) {
+      counter.acquireReadLockSync();
+      counter.releaseReadLock();
+    }
+    assert.equal(isBiased(rw), false, "re-biased too early");
+    counter.acquireReadLockSync();
+    assert.equal(isBiased(rw), true, "not re-biased after REBIAS_AFTER reads");
+    counter.releaseReadLock();
+  }
+});
+
+Deno.test("ReaderWriterLock: a thread's biased and STATE read holds, reentrancy and downgrade mix", async () => {
+  const rw = new ReaderWriterLock();
+  bias(rw);
+  rw.acquireReadLockSync();
+  const a = await rw.acquireReadLock(); // another holder, biased too
+  assert.equal(a, true);
+  assert.equal(rw.owner, "r");
+  rw.releaseReadLock();
+  rw.releaseReadLock();
+  assert.equal(rw.owner, null);
+  rw.acquireWriteLockSync(); // revokes
+  rw.acquireReadLockSync();
+  rw.releaseWriteLock(); // downgrade: a read hold in STATE
+  assert.equal(stateOf(rw) & 0xffff, 1);
+  assert.equal(await rw.acquireReadLock(), true);
+  rw.releaseReadLock();
+  rw.releaseReadLock();
+  assert.equal(rw.owner, null);
+  assert.equal(rw.acquireWriteLockSync({ blocking: false }), true);
+  rw.releaseWriteLock();
+});
+
+Deno.test("ReaderWriterLock.forceRelease() frees the biased read holds of a terminated Worker, once", async () => {
+  const rw = new ReaderWriterLock();
+  bias(rw);
+  const reader = new Driven();
+  try {
+    const id = await reader.call("attachRw", { buffer: rw.buffer }) as number;
+    for (let i = 0; i < 2; i++) {
+      await reader.call("rwAcquire", { write: false, sync: i === 0 });
+      await reader.expect("waiting");
+      await reader.expect("locked");
+    }
+    assert.equal(stateOf(rw) & 0xffff, 0, "both holds are biased");
+    const writer = rw.acquireWriteLock();
+    await until(() => rw.hasPendingWriters, "the writer queues");
+    reader.worker.terminate();
+    assert.equal(rw.forceRelease(id), true);
+    assert.equal(await writer, true);
+    assert.equal(rw.forceRelease(id), false);
+    rw.releaseWriteLock();
+    assert.equal(rw.owner, null);
+  } finally {
+    reader.worker.terminate();
+  }
+});
+
+Deno.test("ReaderWriterLock: attachments with ids beyond the slots read through STATE and are recovered", () => {
+  const rw = new ReaderWriterLock();
+  bias(rw);
+  let beyond = ReaderWriterLock.from(rw.buffer);
+  while (beyond.id <= SLOT_IDS) beyond = ReaderWriterLock.from(rw.buffer);
+  assert.equal(beyond.acquireReadLockSync(), true);
+  assert.equal(stateOf(rw) & 0xffff, 1, "counted in STATE");
+  assert.equal(isBiased(rw), true, "and the bias stays on for the others");
+  assert.equal(rw.acquireWriteLockSync({ blocking: false }), false);
+  assert.equal(rw.forceRelease(beyond.id), true);
+  assert.equal(rw.acquireWriteLockSync({ blocking: false }), true);
+  rw.releaseWriteLock();
 });

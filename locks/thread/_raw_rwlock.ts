@@ -6,15 +6,25 @@
 // reaches shared memory.
 //
 // state (Int32, index STATE):
-//   bits 0..15   WRITER clear: number of read holds (READERS_MASK); at most MAX_READERS.
-//                WRITER set: the write holder's tag (there are no readers then):
+//   bits 0..15   WRITER clear: number of read holds counted here (READERS_MASK),
+//                at most MAX_READERS; biased read holds are in SLOT[id] instead.
+//                WRITER set: the write holder's tag (no reader counted here then):
 //                TICKET_TAG | (t & RING_MASK) when it took the lock as head with
 //                ticket t, so the ticket's owner is OWNERS[t & RING_MASK]; its
 //                attachment id when it took the lock on the fast path (ids
 //                1..MAX_FAST_ID; 0 for larger ids, whose fast-path write holds
 //                forceRelease() cannot find).
 //   bit 16       a writer holds the lock (WRITER)
-//   bits 17..30  number of queued writers: holding a ticket, neither served nor gone
+//   bits 17..28  number of queued writers: holding a ticket, neither served nor gone
+//                (at most RING_LIMIT plus one per thread racing #ringHasRoom)
+//   bit 29       SCAN: the read bias was revoked and SLOT words may still count
+//                biased read holds: a writer may own the lock only after it saw
+//                every SLOT at 0 with SCAN set; the CAS that gives it the lock
+//                clears SCAN (no slot can fill again while BIASED is clear)
+//   bit 30       BIASED: readers with a slot may take read holds in it, without
+//                writing STATE. Set only with no writer holding or queued;
+//                cleared (SCAN set) by the CAS that queues a writer or takes the
+//                write lock: BIASED implies no writer holds or queues.
 //   bit 31       unused (Atomics.wait needs Int32: keep values non-negative)
 //
 // other words (Int32):
@@ -38,8 +48,30 @@
 //                ticket keeps live(t) until its slot is drawn again: it is behind
 //                SERVING by then, where nobody cancels.
 //   OWNERS[i]    attachment id that drew the ticket of slot i (plain store).
-//   READS[id]    read holds of attachment id (1..RECORDED_IDS), stored by that
-//                attachment only (plain store), read by forceRelease() after it died.
+//   READS[id]    read holds counted in STATE of attachment id (1..RECORDED_IDS),
+//                stored by that attachment only (plain store), read by
+//                forceRelease() after it died.
+//   SLOT[id]     biased read holds of attachment id (1..SLOT_IDS), each in a
+//                128-byte block of its own (SLOT_STRIDE words: two cache lines, so
+//                neither a shared line nor the adjacent-line prefetcher couples
+//                two readers). Stored (Atomics.store) by that attachment only,
+//                and by forceRelease() after it died; read by writers' scans.
+//
+// Read bias (BRAVO, Dice and Kogan 2019, in its per-attachment form, as
+// Linux's percpu rwsem): with one STATE word, every read is a CAS on one
+// cache line, and two cores reading at once take turns owning it. With
+// BIASED set, a reader stores SLOT[id] += 1, then loads STATE: if BIASED is
+// still set it holds (it wrote only its own line); if not, it stores the
+// slot back and takes the STATE path. A writer clears BIASED (and sets
+// SCAN) in the CAS that takes or queues for the lock, then loads the slots.
+// Atomics are sequentially consistent, so of the reader's store-then-load
+// and the writer's CAS-then-loads one sees the other (Dekker): the writer
+// sees the slot, or the reader sees the revocation. Costs: each revocation
+// is a scan of the slots of the attachments made so far (at most SLOT_IDS);
+// a write pair with the bias off pays nothing more than before. The bias
+// comes back when an attachment with a slot has taken REBIAS_AFTER read
+// holds through STATE since its last re-bias (its read CAS sets BIASED:
+// a write-heavy mix pays at most one scan per REBIAS_AFTER reads).
 //
 // Async waiters do not wait on the shared words themselves. Each attachment
 // keeps its async readers and its async writers in two FIFO queues in
@@ -77,23 +109,33 @@
 //
 // Transitions (steps grouped in braces run as straight-line code, with no
 // call or loop between them; see "Dead Workers" below):
+//   biased    (attachment with a slot) load STATE; if BIASED, { SLOT[id] =
+//   read      n + 1; load STATE; if BIASED, hold; else SLOT[id] = n, and if n
+//             is 0 and SCAN is set, bump WSEQ (a scanning head may wait on it) }.
 //   read      load STATE; if no writer holds or queues and readers < MAX,
-//             { CAS +1; READS[id] = holds }.
+//             { CAS +1 (| BIASED after REBIAS_AFTER such reads); READS[id] = holds }.
 //   read wait R_SLEEPERS += 1; loop { load s; CAS if readable; wait on STATE while s }.
 //             A change of STATE between the load and the wait makes the wait
 //             return at once, so no release is missed.
-//   unread    { READS[id] = holds; STATE -= 1 }; if that was the last reader and
-//             writers queue, bump WSEQ; if readers were at MAX_READERS, wake readers.
+//   unread    biased holds first: { SLOT[id] = n - 1; if 0, load STATE: if SCAN,
+//             bump WSEQ }. Else { READS[id] = holds; STATE -= 1 }; if that was
+//             the last reader and writers queue, bump WSEQ; if readers were at
+//             MAX_READERS, wake readers.
 //   write     CAS STATE 0 -> WRITER | id: nobody holds, nobody queues, so FIFO
-//             holds; the CAS also records the holder.
-//   queue     { STATE += one queued writer; t = NEXT_TICKET++; OWNERS[t] = id;
-//             RING[t] = live(t) };
+//             holds; the CAS also records the holder. If STATE has only BIASED
+//             or SCAN: CAS s -> WRITER | id | SCAN (revokes the bias), load
+//             every SLOT; all 0: STATE -= SCAN, hold; else give the lock back
+//             (unwrite, SCAN kept) and fail: a blocking writer then queues.
+//   queue     { CAS STATE s -> s + one queued writer, BIASED -> SCAN; t =
+//             NEXT_TICKET++; OWNERS[t] = id; RING[t] = live(t) };
 //             then W_SLEEPERS += 1; loop { seq = WSEQ; if SERVING == t and no
-//             holder, CAS STATE (-1 queued, +WRITER, +TICKET_TAG | slot of t)
-//             and pass the head on; else wait on WSEQ while seq }. The CAS takes
-//             the lock, uses up ticket t and records both at once. Every change a
-//             head waits for bumps WSEQ after it is made, and every waiter reads
-//             WSEQ before it looks: no lost wake-up.
+//             holder, and (SCAN clear or every SLOT is 0), CAS STATE (-1 queued,
+//             +WRITER, +TICKET_TAG | slot of t, -SCAN) and pass the head on;
+//             else wait on WSEQ while seq }. The CAS takes the lock, uses up
+//             ticket t and records both at once. Every change a head waits for
+//             bumps WSEQ after it is made, and every waiter reads WSEQ before it
+//             looks: no lost wake-up. A queued writer keeps BIASED clear, so
+//             once its scan saw every slot at 0 no slot can hold a read again.
 //   pass      (head passing ticket t on) for next = t + 1, … { SERVING = next;
 //             CAS RING[next]: next -> empty }, going on while the CAS wins (next
 //             was cancelled: skip it); then bump WSEQ.
@@ -110,6 +152,7 @@
 //                on for the holder; then CAS STATE s -> s - WRITER - tag (retried
 //                while queued-writer bits change), and notify as unwrite does.
 //             2. if READS[id] = n > 0: READS[id] = 0; STATE -= n; notify as unread.
+//                If SLOT[id] = n > 0: SLOT[id] = 0; bump WSEQ if SCAN is set.
 //             3. if RING[SERVING] == SERVING (a cancelled head a dead passer left
 //                unskipped), whoever wins the CAS RING[SERVING] -> empty passes it.
 //             4. cancel every ticket t in [SERVING, NEXT_TICKET) with OWNERS == id
@@ -131,7 +174,8 @@
 // queued-writer count going below zero in chaos runs). Three steps still span
 // two or three words, with no single word to hold both: enqueue (queued count,
 // ticket, owner), a read CAS and its READS record, and cancel's ring mark and
-// queued-count decrement. Each is straight-line code with no call, loop or
+// queued-count decrement; a biased read's slot store, check and back-out
+// touch one word of the attachment's own plus loads. Each is straight-line code with no call, loop or
 // await between its Atomics operations, so it is not split by Deno's
 // terminate() (nor by V8's interrupt checks, at function entries and loop
 // back-edges); the SPIN model treats each group as one atomic step.
@@ -144,15 +188,16 @@
 // readers wait behind it (readers already in keep their hold, and a thread's
 // or chain's reentrant reads are never refused); the lock goes to queued
 // writers strictly in ticket order across all Workers, and readers are let in
-// again only when no writer holds or queues. Readers can therefore starve
+// again only when no writer holds or queues (biased readers too: BIASED is
+// clear from the moment a writer queues). Readers can therefore starve
 // under a steady stream of writers, as in fasteners; writers never starve.
 
-import { attachBuffer, HEADER_WORDS, makeBuffer, nextId } from "./_layout.ts";
+import { attachBuffer, HEADER_WORDS, makeBuffer, NEXT_ID, nextId } from "./_layout.ts";
 import { sleepSync, type Waiting } from "../_options.ts";
 import { type Waiter, WaitQueue } from "./_wait.ts";
 
 /** Index of the state word. */
-const STATE = HEADER_WORDS;
+export const STATE = HEADER_WORDS;
 /** Index of the ticket now at the head of the writer queue. */
 const SERVING = HEADER_WORDS + 1;
 /** Index of the next ticket to draw. */
@@ -178,8 +223,16 @@ const OWNERS = RING + RING_SIZE;
 const RECORDED_IDS = 256;
 /** Index of READS[0] (unused: ids start at 1). */
 const READS = OWNERS + RING_SIZE;
+/** Words from one SLOT to the next: 128 bytes, two cache lines. */
+const SLOT_STRIDE = 32;
+/** Attachment ids 1..SLOT_IDS have a slot for biased read holds; later ids read through STATE. */
+export const SLOT_IDS = 64;
+/** Index of SLOT[1]: a block of SLOT_STRIDE words past READS, so no READS record shares its line. */
+const SLOTS = (Math.ceil((READS + RECORDED_IDS + 1) / SLOT_STRIDE) + 1) * SLOT_STRIDE;
+/** Index of the slot of attachment `id` (1..SLOT_IDS). */
+const slotOf = (id: number) => SLOTS + (id - 1) * SLOT_STRIDE;
 /** Words in a ReaderWriterLock buffer. */
-const WORDS = READS + RECORDED_IDS + 1;
+const WORDS = SLOTS + SLOT_IDS * SLOT_STRIDE;
 
 /** STATE bits holding the number of read holds. */
 const READERS_MASK = 0xffff;
@@ -190,7 +243,13 @@ const WRITER = 1 << 16;
 /** STATE: one queued writer. */
 const QUEUED_ONE = 1 << 17;
 /** STATE bits counting queued writers. */
-const QUEUED_MASK = 0x3fff << 17;
+const QUEUED_MASK = 0xfff << 17;
+/** STATE bit: slots may hold biased reads; a writer must see them all at 0 before it owns the lock. */
+const SCAN = 1 << 29;
+/** STATE bit: readers with a slot may take read holds in it. */
+export const BIASED = 1 << 30;
+/** Read holds an attachment takes through STATE before its read CAS sets BIASED again. */
+export const REBIAS_AFTER = 512;
 /** STATE, WRITER set: the tag bits (bits 0..15) name the holder. */
 const TAG_MASK = 0xffff;
 /** A tag with this bit names a ticket slot (the holder came through the queue). */
@@ -200,8 +259,11 @@ const MAX_FAST_ID = TICKET_TAG - 1;
 
 /** "FRwL": marks a ReaderWriterLock buffer. */
 const RW_MAGIC = 0x4652774c;
-/** Bumped whenever a word above changes meaning (2: the write holder's tag in STATE). */
-const RW_LAYOUT = 2;
+/**
+ * Bumped whenever a word above changes meaning (2: the write holder's tag in
+ * STATE; 3: BIASED, SCAN and the slots).
+ */
+const RW_LAYOUT = 3;
 
 /** Load-and-CAS rounds tried before a contended acquire waits. */
 const SPIN = 100;
@@ -213,7 +275,14 @@ const isWriteLocked = (s: number) => (s & WRITER) !== 0;
 /** Whether writers queue in `s`. */
 const hasQueuedWriters = (s: number) => (s & QUEUED_MASK) !== 0;
 /** Whether a new reader may come in: no writer holds or queues, room for one more. */
-const isReadLockable = (s: number) => (s & ~READERS_MASK) === 0 && s !== MAX_READERS;
+const isReadLockable = (s: number) =>
+  (s & (WRITER | QUEUED_MASK)) === 0 && readers(s) !== MAX_READERS;
+/** Whether biased readers may take read holds in their slots. */
+const isBiased = (s: number) => (s & BIASED) !== 0;
+/** Whether a writer must see every slot at 0 before it owns the lock. */
+const mustScan = (s: number) => (s & (BIASED | SCAN)) !== 0;
+/** Whether nobody holds or queues in `s`, but the bias is on or not yet scanned. */
+const isFreeButBiased = (s: number) => s !== 0 && (s & ~(BIASED | SCAN)) === 0;
 /** Whether the head writer may take the lock: nobody holds it. */
 const isWriteLockable = (s: number) => (s & (READERS_MASK | WRITER)) === 0;
 /** The value of a ring slot that marks no ticket. */
@@ -228,9 +297,15 @@ export class RawRwLock {
   readonly view: Int32Array;
   /** This attachment's holder id, unique within the buffer. */
   readonly id: number;
-  /** Read holds of this attachment, mirrored into READS[id]. */
+  /** Read holds of this attachment counted in STATE, mirrored into READS[id]. */
   #reads = 0;
   readonly #recorded: boolean;
+  /** Index of this attachment's SLOT, or 0 when its id has none. */
+  readonly #slot: number;
+  /** Biased read holds of this attachment, mirrored into its SLOT. */
+  #biased = 0;
+  /** Read holds taken through STATE since this attachment last set BIASED. */
+  #slowReads = 0;
   /** The tag this attachment's fast-path write holds carry: its id, or 0 when too large. */
   readonly #fastTag: number;
   /** The tag of the write hold this attachment has now (meaningful only while it has one). */
@@ -255,12 +330,14 @@ export class RawRwLock {
     }
     this.id = nextId(this.view);
     this.#recorded = this.id <= RECORDED_IDS;
+    this.#slot = this.id <= SLOT_IDS ? slotOf(this.id) : 0;
     this.#fastTag = this.id <= MAX_FAST_ID ? this.id : 0;
   }
 
   get owner(): "r" | "w" | null {
     const s = Atomics.load(this.view, STATE);
-    return isWriteLocked(s) ? "w" : readers(s) !== 0 ? "r" : null;
+    if (isWriteLocked(s)) return "w";
+    return readers(s) !== 0 || (mustScan(s) && !this.#slotsEmpty()) ? "r" : null;
   }
 
   /** Async writers of this attachment now queued (a sync wait of its thread would wait for them). */
@@ -277,17 +354,57 @@ export class RawRwLock {
   /** One attempt at a read hold; retries only while the lock stays readable. */
   tryRead(): boolean {
     const view = this.view;
-    for (;;) {
-      const s = Atomics.load(view, STATE);
+    let s = Atomics.load(view, STATE);
+    const slot = this.#slot;
+    if (isBiased(s) && slot !== 0) {
+      // Fast path, biased: a store to this attachment's own line and a load
+      // (see "Read bias"); straight-line, with no call before the back-out.
+      const n = this.#biased;
+      Atomics.store(view, slot, n + 1);
+      if (isBiased(Atomics.load(view, STATE))) {
+        this.#biased = n + 1;
+        return true;
+      }
+      Atomics.store(view, slot, n);
+      if (n === 0) this.#afterSlotEmptied();
+      s = Atomics.load(view, STATE);
+    }
+    for (;; s = Atomics.load(view, STATE)) {
       if (!isReadLockable(s)) return false;
-      // Fast path: one CAS, no allocation. The CAS and its record run with no
-      // call between them (see "Dead Workers").
-      if (Atomics.compareExchange(view, STATE, s, s + 1) === s) {
+      // Fast path, unbiased: one CAS, no allocation. The CAS and its record run
+      // with no call between them (see "Dead Workers"). Once in REBIAS_AFTER
+      // reads the CAS turns the bias back on (and SCAN off: the next writer
+      // scans because of BIASED).
+      const rebias = this.#slowReads >= REBIAS_AFTER && slot !== 0;
+      const next = rebias ? ((s + 1) | BIASED) & ~SCAN : s + 1;
+      if (Atomics.compareExchange(view, STATE, s, next) === s) {
         const reads = ++this.#reads;
         if (this.#recorded) view[READS + this.id] = reads;
+        this.#slowReads = rebias ? 0 : this.#slowReads + 1;
         return true;
       }
     }
+  }
+
+  /**
+   * This attachment's slot went to 0 (a biased read left or backed out): wake
+   * a queued head that waits for the slots to empty (SCAN set). The load comes
+   * after the slot's store (Dekker, see "Read bias").
+   */
+  #afterSlotEmptied(): void {
+    if ((Atomics.load(this.view, STATE) & SCAN) !== 0) this.#writerEvent();
+  }
+
+  /** Whether every slot of the attachments made so far is 0. */
+  #slotsEmpty(): boolean {
+    const view = this.view;
+    // Attachments made after this load of NEXT_ID see the revocation that
+    // came before it, so their slots cannot hold a read that counts.
+    const last = Math.min(Atomics.load(view, NEXT_ID), SLOT_IDS);
+    for (let id = 1; id <= last; id++) {
+      if (Atomics.load(view, slotOf(id)) !== 0) return false;
+    }
+    return true;
   }
 
   readSync(w: Waiting): boolean {
@@ -312,6 +429,14 @@ export class RawRwLock {
 
   releaseRead(): void {
     const view = this.view;
+    const biased = this.#biased;
+    if (biased !== 0) {
+      this.#biased = biased - 1;
+      Atomics.store(view, this.#slot, biased - 1);
+      if (biased === 1) this.#afterSlotEmptied();
+      if (this.#writers.size !== 0) this.#serveWriters();
+      return;
+    }
     // The record and the release run with no call between them (see "Dead Workers").
     const reads = --this.#reads;
     if (this.#recorded) view[READS + this.id] = reads;
@@ -414,6 +539,26 @@ export class RawRwLock {
       this.#writeTag = tag;
       return true;
     }
+    return this.#tryWriteRevoking(tag);
+  }
+
+  /**
+   * Nobody holds or queues, but the bias is on (or was revoked and the slots
+   * not yet seen empty): take the lock and revoke the bias in one CAS, then
+   * scan the slots; if a biased reader holds, give the lock back (SCAN stays
+   * set, for the next writer) and fail.
+   */
+  #tryWriteRevoking(tag: number): boolean {
+    const view = this.view;
+    const s = Atomics.load(view, STATE);
+    if (!isFreeButBiased(s)) return false;
+    if (Atomics.compareExchange(view, STATE, s, WRITER | SCAN | tag) !== s) return false;
+    this.#writeTag = tag;
+    if (this.#slotsEmpty()) {
+      Atomics.sub(view, STATE, SCAN);
+      return true;
+    }
+    this.#afterUnwrite(Atomics.sub(view, STATE, WRITER + tag));
     return false;
   }
 
@@ -509,10 +654,17 @@ export class RawRwLock {
     return false;
   }
 
-  /** Joins the queue: one more queued writer in STATE, a ticket, its owner (no call between). */
+  /**
+   * Joins the queue: one more queued writer in STATE (revoking the bias), a
+   * ticket, its owner (no call between).
+   */
   #enqueue(): number {
     const view = this.view;
-    Atomics.add(view, STATE, QUEUED_ONE);
+    for (;;) {
+      const s = Atomics.load(view, STATE);
+      const next = isBiased(s) ? s + QUEUED_ONE - BIASED + SCAN : s + QUEUED_ONE;
+      if (Atomics.compareExchange(view, STATE, s, next) === s) break;
+    }
     const t = Atomics.add(view, NEXT_TICKET, 1);
     view[OWNERS + (t & RING_MASK)] = this.id;
     Atomics.store(view, RING + (t & RING_MASK), live(t));
@@ -529,11 +681,20 @@ export class RawRwLock {
   #tryTakeAsHead(t: number): boolean {
     const view = this.view;
     if (Atomics.load(view, SERVING) !== t) return false;
+    let scanned = false;
     for (;;) {
       const s = Atomics.load(view, STATE);
       if (!isWriteLockable(s)) return false;
+      // While this writer queues BIASED stays clear: once the slots were seen
+      // empty, they stay so.
+      const scan = s & SCAN;
+      if (scan !== 0 && !scanned) {
+        if (!this.#slotsEmpty()) return false;
+        scanned = true;
+      }
       const tag = TICKET_TAG | (t & RING_MASK);
-      if (Atomics.compareExchange(view, STATE, s, s - QUEUED_ONE + WRITER + tag) === s) {
+      const next = s - QUEUED_ONE + WRITER + tag - scan;
+      if (Atomics.compareExchange(view, STATE, s, next) === s) {
         this.#writeTag = tag;
         this.#passHead(t);
         return true;
@@ -685,6 +846,17 @@ export class RawRwLock {
         if (id === this.id) this.#reads = 0;
         this.#afterUnread(Atomics.sub(view, STATE, reads), reads);
         undone += reads;
+      }
+    }
+    // 2b. Its biased read holds, from its slot.
+    if (id <= SLOT_IDS) {
+      const slot = slotOf(id);
+      const biased = Atomics.load(view, slot);
+      if (biased > 0) {
+        Atomics.store(view, slot, 0);
+        if (id === this.id) this.#biased = 0;
+        this.#afterSlotEmptied();
+        undone += biased;
       }
     }
     // 3. A cancelled head that a passer which died mid-pass left unskipped.

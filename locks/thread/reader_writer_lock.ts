@@ -69,6 +69,13 @@ let attaching: SharedArrayBuffer | undefined;
  *   reader of an attachment in at once (one compare-and-swap), and hands
  *   the lock straight to the next writer when that writer is queued in the
  *   same attachment.
+ * - Reads scale across cores: once the lock has seen a run of reads with no
+ *   writer, each of the first 64 attachments takes read locks in a slot of
+ *   its own (a read writes no memory another reader writes); the next writer
+ *   revokes that bias and waits for those readers as for any other, so
+ *   writer preference and FIFO order are kept. The bias comes back after 512
+ *   reads through the shared word by one attachment; a write with the bias
+ *   off costs what it did before.
  * - Sync waits block the thread with `Atomics.wait`; async waits use
  *   `Atomics.waitAsync` and never block the event loop. An `AbortSignal` ends
  *   async waits; sync calls only check it before waiting.
@@ -78,7 +85,8 @@ let attaching: SharedArrayBuffer | undefined;
  *   memory with its holds and tickets; have each Worker report its `id`, and
  *   when one dies call {@linkcode ReaderWriterLock.forceRelease} with it.
  *   Limits: read holds are recorded only for attachment ids 1–256 (the first
- *   256 attachments made of a buffer, in any Worker), and write holds taken
+ *   256 attachments made of a buffer, in any Worker; biased ones in ids 1–64's
+ *   slots), and write holds taken
  *   without waiting only for ids 1–32767; holds of later attachments cannot
  *   be recovered. A Worker terminated while blocked in a sync acquire is not
  *   stopped (see {@linkcode ReaderWriterLock.forceRelease}).
@@ -367,7 +375,8 @@ export class ReaderWriterLock {
       thread.read++;
       return true;
     }
-    // Fast path: one CAS (RawRwLock.tryRead), no options to parse, nothing allocated.
+    // Fast path (RawRwLock.tryRead): with the read bias on, a store to this
+    // attachment's own slot and a load; else one CAS. No options to parse, nothing allocated.
     if (options === undefined && this.#raw.tryRead()) {
       thread.read = 1;
       thread.sharedRead = true;
