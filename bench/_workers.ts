@@ -1,6 +1,6 @@
 // The cross-Worker figures of bench/run.ts: handoff latency between two
-// Workers, throughput of two Workers contending on one Lock, read-lock
-// scaling, and a writer's wait under a flood of readers. The Workers run
+// Workers, throughput of two Workers contending on one Lock, and a writer's
+// wait under a flood of readers (read-lock scaling: bench/_rw_scaling.ts). The Workers run
 // bench/worker_party.ts.
 
 import { type Figure, format } from "./_report.ts";
@@ -168,21 +168,7 @@ export async function workerFigures(
       });
     }
 
-    // Read-lock scaling: 1..N Workers taking read locks back to back.
-    for (let n = 1; n <= parties.length; n++) {
-      const r = await contend("read", parties.slice(0, n), {});
-      add({
-        section: "ReaderWriterLock read-lock scaling (total throughput)",
-        name: `${n} reader Worker${n > 1 ? "s" : ""}`,
-        value: r.rate,
-        unit: "ops/s",
-        detail: `${
-          (r.rate / n / 1e6).toFixed(2)
-        } M/s per Worker; ${navigator.hardwareConcurrency} cores`,
-        command: `${CMD}: ${n} Workers, ${CONTEND_MS} ms`,
-        ours: true,
-      });
-    }
+    // Read-lock scaling (1..4 Workers) is measured by bench/_rw_scaling.ts.
 
     // Writer under a reader flood: two Workers hold read locks for HOLD_MS
     // each, back to back and half a hold apart, so that a reader always holds

@@ -28,6 +28,7 @@ import { waitersProcessFigures } from "./_waiters_process.ts";
 import { etcdFigures, etcdTargets } from "./_etcd.ts";
 import { rwFloodProcessFigures } from "./_rw_flood_process.ts";
 import { contentionFigures } from "./_contention.ts";
+import { rwScalingFigures } from "./_rw_scaling.ts";
 
 const here = new URL(".", import.meta.url);
 const benchDir = decodeURIComponent(here.pathname).replace(/\/$/, "");
@@ -379,6 +380,7 @@ const manyWaiters = await waitersProcessFigures(add, skip); // many async waiter
 const rwFlood = await rwFloodProcessFigures(add, skip); // process RW writer under reader processes (bench/_rw_flood_process.ts)
 const etcd = await etcdFigures(add, skip);
 const contention = await contentionFigures(add, skip); // Lock under contention (bench/_contention.ts)
+const rwScaling = await rwScalingFigures(add); // ReaderWriterLock read scaling (bench/_rw_scaling.ts)
 
 // --- report -------------------------------------------------------------------------
 
@@ -475,6 +477,22 @@ absTarget(
   40,
   vsCas("ReaderWriterLock acquireWriteLockSync()+releaseWriteLock()"),
 );
+// --- ReaderWriterLock read scaling (bench/_rw_scaling.ts) ---
+{
+  const [one, two] = rwScaling.lock;
+  const [casOne, casTwo] = rwScaling.cas;
+  const perRound = rwScaling.lockRounds[1].map((r, i) =>
+    (r / rwScaling.lockRounds[0][i]).toFixed(2)
+  );
+  targets.push({
+    target: "ReaderWriterLock: 2 reader Workers ≥ 1.5 × 1 reader Worker (total read pairs/s)",
+    measured: `${format(two, "ops/s")} / ${format(one, "ops/s")} = ${(two / one).toFixed(2)}× ` +
+      `(per round ${perRound.join(", ")}; one-word CAS floor ${(casTwo / casOne).toFixed(2)}×; ` +
+      `1–4 Workers ${rwScaling.lock.map((r) => format(r, "ops/s")).join(" / ")})`,
+    met: two >= 1.5 * one,
+  });
+}
+// --- end ReaderWriterLock read scaling ---
 ratioTarget(
   "Lock await acquire()+release() faster than async-mutex (ratio < 1)",
   "Lock await acquire()+release()",

@@ -26,6 +26,7 @@ import {
   Semaphore,
 } from "../mod.ts";
 import { InterProcessSemaphore } from "../mod.ts"; // process semaphore kind
+import { REBIAS_AFTER } from "../locks/thread/_raw_rwlock.ts"; // ReaderWriterLock read bias
 import { CounterFile, now, PSEM_SLOTS, rng, SHARED } from "./_common.ts";
 
 const { values: args } = parseArgs({
@@ -352,6 +353,7 @@ let nextTerminate = start + random() * terminateEvery * 2;
 let nextSample = start;
 let nextProgress = start + 5000;
 const progress = { tl: -1, trw: -1, ipl: -1, prw: -1 };
+let biasTicks = 0; // ReaderWriterLock read bias (issue 12)
 let tsemProgress = -1; // thread Semaphore kind (tsem)
 const counterReaders = {
   ipl: new CounterFile(join(dir, "ipl.counter")),
@@ -362,6 +364,18 @@ while (performance.now() < end) {
   await sleep(10);
   const t = performance.now();
   recoverDead();
+  // --- ReaderWriterLock read bias (issue 12) ---
+  // A run of reads turns the read bias on (REBIAS_AFTER of them by one
+  // attachment); the Workers' mix has too many writes to get there alone, so
+  // the supervisor makes such runs, and the Workers' reads go through their
+  // slots until the next writer revokes the bias.
+  if (++biasTicks % 10 === 0) {
+    for (let i = 0; i <= REBIAS_AFTER; i++) {
+      if (!rw.acquireReadLockSync({ blocking: false })) break;
+      rw.releaseReadLock();
+    }
+  }
+  // --- end read bias ---
   if (t >= nextKill && args.faults !== "off") {
     nextKill = t + random() * killEvery * 2;
     const candidates = [...children.values()].filter((c) => !c.steady);

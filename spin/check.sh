@@ -90,7 +90,7 @@ if [ "${1:-}" = --mutants ]; then
     else echo "  -> $mut SURVIVED"; survived=$((survived + 1)); fi
   done
   for mut in MUT_READ_IGNORES_QUEUE MUT_NO_WSEQ_BUMP MUT_CANCEL_NO_WAKE MUT_HANDOFF_ANY_HEAD \
-    MUT_NO_END_WATCH; do
+    MUT_NO_END_WATCH MUT_BIAS_NO_RECHECK MUT_NO_SLOT_WAKE MUT_QUEUE_KEEPS_BIAS; do
     caught=0
     for cfg in "${RW_CFGS[@]}"; do
       for prop in safety liveness; do

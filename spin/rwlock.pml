@@ -1,6 +1,6 @@
 /*
  * spin/rwlock.pml: the Atomics protocol of `ReaderWriterLock`
- * (locks/thread/_raw_rwlock.ts, layout 2) with its queues of async waiters
+ * (locks/thread/_raw_rwlock.ts, layout 3) with its queues of async waiters
  * per attachment and their watchers. NW writer tasks and NR reader tasks do
  * ROUNDS acquisitions each, either patient (no timeout, no signal) or able to
  * give up (timeout; abort for async waits). A task alone on its thread may
@@ -13,6 +13,13 @@
  * thread's own async holders or queued writers, and a thread's sync calls act
  * for one holder (its reentrancy never reaches shared memory).
  * A writer may downgrade its hold to a read hold before releasing.
+ * Read bias: each thread (attachment) has a slot (slot[th]); a reader's
+ * try takes a biased hold in it when it sees BIASED, a writer revokes the
+ * bias in the CAS that takes or queues and then scans every slot, and any
+ * read through STATE may turn the bias back on (the code does so after
+ * REBIAS_AFTER such reads: here a free choice, so every interleaving of
+ * re-bias and revocation is explored). The ghost nr counts biased holds too,
+ * so the writer's "nr == 0" assertions check the scans.
  *
  * Convention: every step that touches a shared word is ONE Promela statement
  * or d_step and maps to ONE Atomics operation, named in the comment beside it
@@ -42,6 +49,11 @@
  *     (100 rounds of load + try) are collapsed into one try: a failing round
  *     writes nothing (tryRead's inner CAS-retry loop is kept as it is).
  *   - Timeouts are a nondeterministic "deadline passed" (impatient only).
+ *   - #enqueue's load-and-CAS loop on STATE is one atomic step (a CAS that
+ *     fails writes nothing); #slotsEmpty loads every thread's slot, one step
+ *     each (the code loads those of the attachments made so far: the others
+ *     were made after the revocation and see it); the slow read's re-bias
+ *     (#slowReads >= REBIAS_AFTER) is a free choice at every read through STATE.
  */
 
 #ifndef NW
@@ -72,17 +84,22 @@
 #define READERS_MASK 65535
 #define WRITER 65536
 #define QUEUED_ONE 131072
-#define QUEUED_MASK (16383 * QUEUED_ONE)
+#define QUEUED_MASK (4095 * QUEUED_ONE)
+#define SCAN 536870912
+#define BIASED 1073741824
 #define TICKET_TAG 32768
 #define READERS(s) (s & READERS_MASK)
 #define WLOCKED(s) ((s & WRITER) != 0)
 #define QUEUED(s) ((s & QUEUED_MASK) != 0)
 #ifndef MUT_READ_IGNORES_QUEUE
-#define READABLE(s) ((s & ~READERS_MASK) == 0 && s != MAXR)
+#define READABLE(s) ((s & (WRITER | QUEUED_MASK)) == 0 && READERS(s) != MAXR)
 #else
 #define READABLE(s) ((s & WRITER) == 0 && READERS(s) != MAXR)   /* mutant: no writer preference */
 #endif
 #define WLOCKABLE(s) ((s & (READERS_MASK | WRITER)) == 0)
+#define ISBIASED(s) ((s & BIASED) != 0)
+#define MUSTSCAN(s) ((s & SCAN) != 0)
+#define FREE_BUT_BIASED(s) (s != 0 && (s & ~(BIASED | SCAN)) == 0)
 
 #define EMPTY 0
 #define LIVE 1
@@ -94,7 +111,10 @@
  *   MUT_CANCEL_NO_WAKE      cancel() of the last queued writer wakes no reader
  *   MUT_HANDOFF_ANY_HEAD    releaseWrite hands off to its queue's head without
  *                           checking that its ticket is at SERVING
- *   MUT_NO_END_WATCH        a writer queue that runs empty does not wake its watcher */
+ *   MUT_NO_END_WATCH        a writer queue that runs empty does not wake its watcher
+ *   MUT_BIAS_NO_RECHECK     a biased reader holds without loading STATE after its slot store
+ *   MUT_NO_SLOT_WAKE        a biased read leaving its slot empty does not bump WSEQ
+ *   MUT_QUEUE_KEEPS_BIAS    queueing a writer does not revoke the bias */
 
 /* ---- shared words ---- */
 int STATE = 0;
@@ -104,6 +124,8 @@ byte WSEQ = 0;
 byte R_SLEEPERS = 0;
 byte W_SLEEPERS = 0;
 byte ring[NTICKETS];
+byte slot[NT];     /* SLOT[id] of each thread's attachment: its biased read holds */
+byte bcount[NT];   /* the attachment's #biased (plain JavaScript): slot[th] but mid-try */
 
 /* ---- the engine's waiter lists (notify-all only: a set per word) ---- */
 bool regS[NP];     /* sync wait of task p on STATE (reader) */
@@ -166,35 +188,35 @@ inline notify_all_wseq() {
   i = 0
 }
 
-/* #readerEvent L403-404 */
+/* #readerEvent L528-530 */
 inline reader_event() {
-  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L404: Atomics.load(R_SLEEPERS) */
+  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L529: Atomics.load(R_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L404: Atomics.notify(STATE) */
+     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L529: Atomics.notify(STATE) */
   :: else
   fi
 }
 
-/* #writerEvent L500-502 */
+/* #writerEvent L645-648 */
 inline writer_event() {
 #ifndef MUT_NO_WSEQ_BUMP
-  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L501: Atomics.add(WSEQ, 1) */
+  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L646: Atomics.add(WSEQ, 1) */
 #endif
-  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L502: Atomics.load(W_SLEEPERS) */
+  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L647: Atomics.load(W_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L502: Atomics.notify(WSEQ) */
+     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L647: Atomics.notify(WSEQ) */
   :: else
   fi
 }
 
-/* #passHead L546-551 */
+/* #passHead L706-713 */
 inline pass_head(t) {
   nx = t + 1;
   do
-  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L548: Atomics.store(SERVING, next) */
-     atomic {                  /* _raw_rwlock.ts #passHead L550: Atomics.compareExchange(RING[next], next, empty) */
+  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L709: Atomics.store(SERVING, next) */
+     atomic {                  /* _raw_rwlock.ts #passHead L711: Atomics.compareExchange(RING[next], next, empty) */
        if
        :: ring[nx] == CANC -> ring[nx] = EMPTY; nx++
        :: else -> nx = 0; break
@@ -203,9 +225,9 @@ inline pass_head(t) {
   od
 }
 
-/* cancel L555-568 */
+/* cancel L716-730 */
 inline cancel(t) {
-  atomic {                     /* _raw_rwlock.ts cancel L559: Atomics.compareExchange(RING[t], live(t), t) */
+  atomic {                     /* _raw_rwlock.ts cancel L720: Atomics.compareExchange(RING[t], live(t), t) */
     if
     :: ring[t] == LIVE -> ring[t] = CANC; won = true
     :: else -> won = false
@@ -213,14 +235,14 @@ inline cancel(t) {
   }
   if
   :: won ->
-     d_step {                  /* _raw_rwlock.ts cancel L560: Atomics.sub(STATE, QUEUED_ONE) */
+     d_step {                  /* _raw_rwlock.ts cancel L721: Atomics.sub(STATE, QUEUED_ONE) */
        prev = STATE; STATE = STATE - QUEUED_ONE; gq--; tstat[t] = 3
      }
-     x = SERVING;              /* _raw_rwlock.ts cancel L562: Atomics.load(SERVING) */
+     x = SERVING;              /* _raw_rwlock.ts cancel L723: Atomics.load(SERVING) */
      if
      :: x == t ->
         x = 0;
-        atomic {               /* _raw_rwlock.ts cancel L563: Atomics.compareExchange(RING[t], t, empty) */
+        atomic {               /* _raw_rwlock.ts cancel L724: Atomics.compareExchange(RING[t], t, empty) */
           if
           :: ring[t] == CANC -> ring[t] = EMPTY; won = true
           :: else -> won = false
@@ -233,7 +255,7 @@ inline cancel(t) {
      :: else -> x = 0
      fi;
 #ifndef MUT_CANCEL_NO_WAKE
-     if                        /* L568 */
+     if                        /* L729 */
      :: (prev & QUEUED_MASK) == QUEUED_ONE && !WLOCKED(prev) -> reader_event()
      :: else
      fi;
@@ -243,11 +265,48 @@ inline cancel(t) {
   fi
 }
 
-/* #enqueue L513-519: one more queued writer, its ticket, the ticket's live mark */
+/* #afterSlotEmptied: a slot went to 0: wake a head that waits for the slots (SCAN). */
+inline after_slot_emptied() {
+#ifndef MUT_NO_SLOT_WAKE
+  prev = STATE;                /* _raw_rwlock.ts #afterSlotEmptied L395: Atomics.load(STATE) */
+  if
+  :: MUSTSCAN(prev) -> prev = 0; writer_event()
+  :: else -> prev = 0
+  fi
+#else
+  skip
+#endif
+}
+
+/* #slotsEmpty: one load per slot; ok tells whether all were 0. */
+inline slots_empty() {
+  j = 0; ok = true;
+  do
+  :: j < NT ->
+     if
+     :: slot[j] != 0 -> ok = false; break   /* _raw_rwlock.ts #slotsEmpty L405: Atomics.load(slotOf(id)) */
+     :: else -> j++
+     fi
+  :: else -> break
+  od;
+  j = 0
+}
+
+/* #enqueue: one more queued writer (revoking the bias), its ticket, the ticket's live mark */
 inline enqueue(t) {
-  d_step { STATE = STATE + QUEUED_ONE; gq++ }   /* _raw_rwlock.ts #enqueue L515: Atomics.add(STATE, QUEUED_ONE) */
-  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L516: Atomics.add(NEXT_TICKET, 1) */
-  ring[t] = LIVE               /* _raw_rwlock.ts #enqueue L518: Atomics.store(RING[t], live(t)) */
+  d_step {                     /* _raw_rwlock.ts #enqueue L666: Atomics.compareExchange(STATE, s, next) (its load-CAS loop, as one step) */
+#ifndef MUT_QUEUE_KEEPS_BIAS
+    if
+    :: ISBIASED(STATE) -> STATE = STATE + QUEUED_ONE - BIASED + SCAN
+    :: else -> STATE = STATE + QUEUED_ONE
+    fi;
+#else
+    STATE = STATE + QUEUED_ONE;
+#endif
+    gq++
+  }
+  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L668: Atomics.add(NEXT_TICKET, 1) */
+  ring[t] = LIVE               /* _raw_rwlock.ts #enqueue L670: Atomics.store(RING[t], live(t)) */
 }
 
 /* FIFO among writers: every ticket before t was served or withdrawn. */
@@ -260,21 +319,31 @@ inline assert_fifo(t) {
   j = 0
 }
 
-/* #tryTakeAsHead L529-541 for ticket t of thread th; ok tells whether it took the lock. */
+/* #tryTakeAsHead L681-703 for ticket t of thread th; ok tells whether it took the lock. */
 inline take_as_head(th, t) {
   ok = false;
-  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L531: Atomics.load(SERVING) */
+  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L683: Atomics.load(SERVING) */
   if
   :: x == t ->
      x = 0;
+     scanned = false;
      do
-     :: s = STATE;             /* _raw_rwlock.ts #tryTakeAsHead L533: Atomics.load(STATE) */
+     :: s = STATE;             /* _raw_rwlock.ts #tryTakeAsHead L686: Atomics.load(STATE) */
+        if
+        :: WLOCKABLE(s) && MUSTSCAN(s) && !scanned ->
+           slots_empty();
+           if
+           :: ok -> ok = false; scanned = true
+           :: else -> ok = false; s = 0; break
+           fi
+        :: else
+        fi;
         if
         :: WLOCKABLE(s) ->
-           d_step {            /* _raw_rwlock.ts #tryTakeAsHead L536: Atomics.compareExchange(STATE, s, s - QUEUED_ONE + WRITER + tag) */
+           d_step {            /* _raw_rwlock.ts #tryTakeAsHead L697: Atomics.compareExchange(STATE, s, next) */
              if
              :: STATE == s ->
-                STATE = s - QUEUED_ONE + WRITER + (TICKET_TAG | t);
+                STATE = s - QUEUED_ONE + WRITER + (TICKET_TAG | t) - (s & SCAN);
                 wtag[th] = TICKET_TAG | t;
                 nw++; gq--; tstat[t] = 2; ok = true;
                 assert(nr == 0 && nw == 1);
@@ -307,7 +376,7 @@ inline serve_writer(th) {
   j = 0; e = 0
 }
 
-/* #serveWriters L620-626: take the lock for the head of th's writer queue if its ticket may. */
+/* #serveWriters L782-788: take the lock for the head of th's writer queue if its ticket may. */
 inline serve_writers(th) {
   take_as_head(th, lwt[th * NP]);
   if
@@ -316,20 +385,20 @@ inline serve_writers(th) {
   fi
 }
 
-/* #admitReaders L360-373: let in every queued reader of th the lock has room for, in one CAS. */
+/* #admitReaders L485-500: let in every queued reader of th the lock has room for, in one CAS. */
 inline admit_readers(th) {
   do
-  :: s = STATE;                /* _raw_rwlock.ts #admitReaders L364: Atomics.load(STATE) */
+  :: s = STATE;                /* _raw_rwlock.ts #admitReaders L489: Atomics.load(STATE) */
      if
      :: READABLE(s) ->
-        d_step {               /* _raw_rwlock.ts #admitReaders L368: Atomics.compareExchange(STATE, s, s + n) */
+        d_step {               /* _raw_rwlock.ts #admitReaders L493: Atomics.compareExchange(STATE, s, s + n) */
           n = (lrlen[th] < MAXR - READERS(s) -> lrlen[th] : MAXR - READERS(s));
           if
           :: STATE == s ->
              STATE = s + n;
              nr = nr + n;
-             assert(nw == 0 && gq == 0 && nr <= MAXR);   /* writer preference */
-             do                /* L371: serve the n readers at the head, in order */
+             assert(nw == 0 && gq == 0 && READERS(STATE) <= MAXR);   /* writer preference */
+             do                /* L496: serve the n readers at the head, in order */
              :: n > 0 ->
                 e = lr[th * NP];
                 j = 0;
@@ -356,14 +425,14 @@ inline admit_readers(th) {
   od
 }
 
-/* The writer queue ran empty with its watcher waiting: #endWriterWatch L479-481. */
+/* The writer queue ran empty with its watcher waiting: #endWriterWatch L624-626. */
 inline end_writer_watch(th) {
 #ifdef MUT_NO_END_WATCH
   skip
 #else
   if
   :: wwatch[th] && lwlen[th] == 0 ->
-     d_step { notify_all_wseq() }   /* _raw_rwlock.ts #endWriterWatch L480: Atomics.notify(WSEQ) */
+     d_step { notify_all_wseq() }   /* _raw_rwlock.ts #endWriterWatch L625: Atomics.notify(WSEQ) */
   :: else
   fi
 #endif
@@ -406,11 +475,11 @@ inline leave_readers(p) {
   j = 0
 }
 
-/* The release of a write hold by a task of thread th (releaseWrite L448-471 or downgrade L488-497). */
+/* The release of a write hold by a task of thread th (releaseWrite L594-617 or downgrade L635-643). */
 inline unwrite(th) {
   if
   :: lwlen[th] > 0 ->
-     x = SERVING;             /* _raw_rwlock.ts releaseWrite L452: Atomics.load(SERVING) */
+     x = SERVING;             /* _raw_rwlock.ts releaseWrite L597: Atomics.load(SERVING) */
 #ifndef MUT_HANDOFF_ANY_HEAD
      if
      :: x == lwt[th * NP] -> ok = true
@@ -426,8 +495,8 @@ inline unwrite(th) {
   :: ok ->                     /* direct handoff to the head of th's writer queue */
      t = lwt[th * NP];
      do
-     :: s = STATE;             /* _raw_rwlock.ts releaseWrite L460: Atomics.load(STATE) */
-        d_step {               /* _raw_rwlock.ts releaseWrite L461: Atomics.compareExchange(STATE, s, s + change) */
+     :: s = STATE;             /* _raw_rwlock.ts releaseWrite L605: Atomics.load(STATE) */
+        d_step {               /* _raw_rwlock.ts releaseWrite L606: Atomics.compareExchange(STATE, s, s + change) */
           if
           :: STATE == s ->
              STATE = s - wtag[th] + (TICKET_TAG | t) - QUEUED_ONE;
@@ -449,10 +518,10 @@ inline unwrite(th) {
      atomic { serve_writer(th); ok = false; t = 0 }
   :: else ->
      if
-     :: d_step {               /* _raw_rwlock.ts releaseWrite L469: Atomics.sub(STATE, WRITER + tag) */
+     :: d_step {               /* _raw_rwlock.ts releaseWrite L614: Atomics.sub(STATE, WRITER + tag) */
           prev = STATE; STATE = STATE - WRITER - wtag[th]; nw--
         }
-        if                     /* #afterUnwrite L474-477 */
+        if                     /* #afterUnwrite L629-632 */
         :: QUEUED(prev) -> prev = 0; writer_event()
         :: else -> prev = 0; reader_event()
         fi;
@@ -462,11 +531,11 @@ inline unwrite(th) {
         fi;
         end_writer_watch(th)
      :: !ASYNC_ONLY(p) ->      /* a thread's own sync read under its write hold: downgrade */
-        d_step {               /* _raw_rwlock.ts downgrade L493: Atomics.add(STATE, 1 - WRITER - tag) */
+        d_step {               /* _raw_rwlock.ts downgrade L638: Atomics.add(STATE, 1 - WRITER - tag) */
           prev = STATE; STATE = STATE + 1 - WRITER - wtag[th]; nw--; nr++;
           assert(nw == 0)
         }
-        if                     /* L496 */
+        if                     /* L641 */
         :: !QUEUED(prev) -> prev = 0; reader_event()
         :: else -> prev = 0
         fi;
@@ -479,17 +548,28 @@ inline unwrite(th) {
   fi
 }
 
-/* releaseRead L313-320 by a task of thread th. */
+/* releaseRead L430-445 by a task of thread th. */
 inline unread(th) {
-  d_step {                     /* _raw_rwlock.ts releaseRead L318: Atomics.sub(STATE, 1) */
-    prev = STATE; STATE = STATE - 1; nr--
-  }
-  if                           /* #afterUnread L322-326 */
-  :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
-  :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
-  :: else -> prev = 0
+  if
+  :: bcount[th] > 0 ->         /* a biased hold of this attachment first */
+     d_step {                  /* _raw_rwlock.ts releaseRead L435: Atomics.store(view, this.#slot, biased - 1) */
+       bcount[th]--; slot[th]--; nr--
+     }
+     if
+     :: slot[th] == 0 -> after_slot_emptied()
+     :: else
+     fi
+  :: else ->
+     d_step {                  /* _raw_rwlock.ts releaseRead L443: Atomics.sub(STATE, 1) */
+       prev = STATE; STATE = STATE - 1; nr--
+     }
+     if                        /* #afterUnread L448-451 */
+     :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
+     :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
+     :: else -> prev = 0
+     fi
   fi;
-  if                           /* L319: the head of this attachment's writer queue may take it */
+  if                           /* L444 (L437 after a biased hold): the head of this attachment's writer queue may take it */
   :: lwlen[th] > 0 -> serve_writers(th)
   :: else
   fi
@@ -498,7 +578,7 @@ inline unread(th) {
 proctype Writer(byte p) {
   byte r = 0, t, seq, x, nx, e;
   int s, prev;
-  bool ok, won, expired, sync;
+  bool ok, won, expired, sync, scanned;
 
 round:
   if
@@ -510,11 +590,11 @@ round:
 
   atomic { !busy[TH(p)]; busy[TH(p)] = true }
   if
-  :: !sync && lwlen[TH(p)] > 0 -> goto join   /* writeAsync L431: queue not empty: join it */
+  :: !sync && lwlen[TH(p)] > 0 -> goto join   /* writeAsync L577: queue not empty: join it */
   :: else
   fi;
-  /* writeSync L419 / writeAsync L432 -> tryWrite, and #spinWrite L507, collapsed */
-  d_step {                     /* _raw_rwlock.ts tryWrite L413: Atomics.compareExchange(STATE, 0, WRITER | id) */
+  /* writeSync L566 / writeAsync L578 -> tryWrite, and #spinWrite L652, collapsed */
+  d_step {                     /* _raw_rwlock.ts tryWrite L538: Atomics.compareExchange(STATE, 0, WRITER | id) */
     if
     :: STATE == 0 -> STATE = WRITER | (p + 1); wtag[TH(p)] = p + 1; nw++; ok = true;
        assert(gq == 0 && nr == 0 && nw == 1)    /* FIFO: no queued writer is jumped */
@@ -522,12 +602,49 @@ round:
     fi
   }
   if
+  :: !ok ->                    /* #tryWriteRevoking: free but biased (or not yet scanned) */
+     s = STATE;                /* _raw_rwlock.ts #tryWriteRevoking L553: Atomics.load(STATE) */
+     if
+     :: FREE_BUT_BIASED(s) ->
+        d_step {               /* _raw_rwlock.ts #tryWriteRevoking L555: Atomics.compareExchange(STATE, s, WRITER | SCAN | tag) */
+          if
+          :: STATE == s -> STATE = WRITER | SCAN | (p + 1); wtag[TH(p)] = p + 1; won = true
+          :: else -> won = false
+          fi;
+          s = 0
+        }
+        if
+        :: won ->
+           won = false;
+           slots_empty();
+           if
+           :: ok ->
+              d_step {         /* _raw_rwlock.ts #tryWriteRevoking L558: Atomics.sub(STATE, SCAN) */
+                STATE = STATE - SCAN; nw++;
+                assert(nr == 0 && nw == 1)   /* the scan saw every biased reader */
+              }
+           :: else ->
+              d_step {         /* _raw_rwlock.ts #tryWriteRevoking L561: Atomics.sub(STATE, WRITER + tag) */
+                prev = STATE; STATE = STATE - WRITER - wtag[TH(p)]
+              }
+              if               /* #afterUnwrite */
+              :: QUEUED(prev) -> prev = 0; writer_event()
+              :: else -> prev = 0; reader_event()
+              fi
+           fi
+        :: else
+        fi
+     :: else -> s = 0
+     fi
+  :: else
+  fi;
+  if
   :: ok -> goto cs
   :: !ok && sync -> goto syncwait
   :: else
   fi;
 
-join:                          /* writeAsync L437-443: queue, draw a ticket, start the watcher */
+join:                          /* writeAsync L576-592: queue, draw a ticket, start the watcher */
   enqueue(t);
   atomic {
     lw[TH(p) * NP + lwlen[TH(p)]] = p; lwt[TH(p) * NP + lwlen[TH(p)]] = t; lwlen[TH(p)]++;
@@ -536,14 +653,14 @@ join:                          /* writeAsync L437-443: queue, draw a ticket, sta
   if
   :: wwatch[TH(p)] -> busy[TH(p)] = false
   :: else ->
-     d_step {                  /* _raw_rwlock.ts #watchWriters L638: Atomics.add(W_SLEEPERS, 1) */
+     d_step {                  /* _raw_rwlock.ts #watchWriters L799: Atomics.add(W_SLEEPERS, 1) */
        wwatch[TH(p)] = true; W_SLEEPERS++; wgo[TH(p)] = true
      }
   fi;
   if
   :: d_step { served[p] && !busy[TH(p)] -> served[p] = false; busy[TH(p)] = true }
      goto cs
-  :: d_step {                  /* WaitQueue #giveUp (timer or abort), then #writerGaveUp L613-617 */
+  :: d_step {                  /* WaitQueue #giveUp (timer or abort), then #writerGaveUp L775-779 */
        queued[p] && !patient[p] && !busy[TH(p)] -> busy[TH(p)] = true; leave_writers(p)
      }
      cancel(t);
@@ -555,21 +672,21 @@ join:                          /* writeAsync L437-443: queue, draw a ticket, sta
 
 syncwait:
   enqueue(t);
-  W_SLEEPERS++;                /* _raw_rwlock.ts #writeContendedSync L580: Atomics.add(W_SLEEPERS, 1) */
+  W_SLEEPERS++;                /* _raw_rwlock.ts #writeContendedSync L741: Atomics.add(W_SLEEPERS, 1) */
 loop:
-  seq = WSEQ;                  /* _raw_rwlock.ts #writeContendedSync L583: Atomics.load(WSEQ) */
+  seq = WSEQ;                  /* _raw_rwlock.ts #writeContendedSync L744: Atomics.load(WSEQ) */
   take_as_head(TH(p), t);
   if
   :: ok -> goto wleave
   :: else
   fi;
-  /* L585-588: left <= 0 -> cancel */
+  /* L746-750: left <= 0 -> cancel */
   if
   :: expired -> cancel(t); goto wleave
   :: !expired && !patient[p] -> expired = true; cancel(t); goto wleave
   :: !expired -> skip
   fi;
-  d_step {                     /* _raw_rwlock.ts #writeContendedSync L590: Atomics.wait(WSEQ, seq, left) */
+  d_step {                     /* _raw_rwlock.ts #writeContendedSync L751: Atomics.wait(WSEQ, seq, left) */
     if :: WSEQ == seq -> regW[p] = true :: else fi
   }
   if
@@ -584,7 +701,7 @@ loop:
   goto loop;
 
 wleave:
-  W_SLEEPERS--;                /* _raw_rwlock.ts #writeContendedSync L593: Atomics.sub(W_SLEEPERS, 1) (finally) */
+  W_SLEEPERS--;                /* _raw_rwlock.ts #writeContendedSync L754: Atomics.sub(W_SLEEPERS, 1) (finally) */
   t = 0;
   if
   :: ok -> goto cs
@@ -605,7 +722,7 @@ fin:
 proctype Reader(byte p) {
   byte r = 0, x, t, nx, seq, e;
   int s, prev;
-  bool ok, won, expired, tried, sync;
+  bool ok, won, expired, tried, sync, rebias, scanned;
 
 round:
   if
@@ -618,22 +735,56 @@ round:
 
   atomic { !busy[TH(p)]; busy[TH(p)] = true }
   if
-  :: !sync && lrlen[TH(p)] > 0 -> goto join   /* readAsync L303: queue not empty: join it */
+  :: !sync && lrlen[TH(p)] > 0 -> goto join   /* readAsync L418: queue not empty: join it */
   :: else
   fi;
-  /* readSync L294 / readAsync L304 -> tryRead, and #spinRead L330, collapsed; then
-   * from L344 inside the sync contended loop */
+  /* readSync L411 / readAsync L419 -> tryRead, and #spinRead L455, collapsed; then
+   * from L469 inside the sync contended loop */
 tryread:
-  s = STATE;                   /* _raw_rwlock.ts tryRead L281: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts tryRead L357: Atomics.load(STATE) */
+  if
+  :: ISBIASED(s) ->            /* biased: a store to this thread's slot, then a load */
+     slot[TH(p)]++;            /* _raw_rwlock.ts tryRead L363: Atomics.store(view, slot, n + 1) */
+#ifndef MUT_BIAS_NO_RECHECK
+     d_step {                  /* _raw_rwlock.ts tryRead L364: Atomics.load(view, STATE) */
+       s = STATE;
+#else
+     d_step {
+#endif
+       if
+       :: ISBIASED(s) -> nr++; ok = true; bcount[TH(p)]++;
+          assert(nw == 0 && gq == 0)   /* writer preference */
+       :: else -> ok = false
+       fi
+     }
+     if
+     :: ok && !tried -> s = 0; goto cs
+     :: ok && tried -> s = 0; goto rleave
+     :: else
+     fi;
+     slot[TH(p)]--;            /* _raw_rwlock.ts tryRead L368: Atomics.store(view, slot, n) */
+     if
+     :: slot[TH(p)] == 0 -> after_slot_emptied()
+     :: else
+     fi;
+     s = STATE                 /* _raw_rwlock.ts tryRead L370: Atomics.load(view, STATE) */
+  :: else
+  fi;
+  if :: rebias = true :: rebias = false fi;   /* #slowReads >= REBIAS_AFTER: any value */
   if
   :: READABLE(s) ->
-     d_step {                  /* _raw_rwlock.ts tryRead L285: Atomics.compareExchange(STATE, s, s + 1) */
+     d_step {                  /* _raw_rwlock.ts tryRead L380: Atomics.compareExchange(view, STATE, s, next) */
        if
-       :: STATE == s -> STATE = s + 1; nr++; ok = true;
-          assert(nw == 0 && gq == 0 && nr <= MAXR)   /* writer preference */
+       :: STATE == s ->
+          if
+          :: rebias -> STATE = ((s + 1) | BIASED) & ~SCAN
+          :: else -> STATE = s + 1
+          fi;
+          nr++; ok = true;
+          assert(nw == 0 && gq == 0 && READERS(STATE) <= MAXR)   /* writer preference */
        :: else -> ok = false
        fi;
-       s = 0
+       s = 0; rebias = false
      }
      if
      :: ok && !tried -> goto cs
@@ -643,25 +794,25 @@ tryread:
   :: else -> s = 0
   fi;
   if
-  :: tried -> goto rloop       /* tryRead returned false: `continue` (L345) */
+  :: tried -> goto rloop       /* tryRead returned false: `continue` (L470) */
   :: !tried && sync -> tried = true
   :: else -> goto join
   fi;
 
-  R_SLEEPERS++;                /* _raw_rwlock.ts #readContendedSync L339: Atomics.add(R_SLEEPERS, 1) */
+  R_SLEEPERS++;                /* _raw_rwlock.ts #readContendedSync L464: Atomics.add(R_SLEEPERS, 1) */
 rloop:
-  s = STATE;                   /* _raw_rwlock.ts #readContendedSync L342: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts #readContendedSync L467: Atomics.load(STATE) */
   if
   :: READABLE(s) -> s = 0; goto tryread
   :: else
   fi;
-  /* L347-348: left <= 0 */
+  /* L472-473: left <= 0 */
   if
   :: expired -> s = 0; goto rleave
   :: !expired && !patient[p] -> s = 0; expired = true; goto rleave
   :: !expired -> skip
   fi;
-  d_step {                     /* _raw_rwlock.ts #readContendedSync L349: Atomics.wait(STATE, s, left) */
+  d_step {                     /* _raw_rwlock.ts #readContendedSync L474: Atomics.wait(STATE, s, left) */
     if :: STATE == s -> regS[p] = true :: else fi
   }
   if
@@ -676,20 +827,20 @@ rloop:
   goto rloop;
 
 rleave:
-  R_SLEEPERS--;                /* _raw_rwlock.ts #readContendedSync L352: Atomics.sub(R_SLEEPERS, 1) (finally) */
+  R_SLEEPERS--;                /* _raw_rwlock.ts #readContendedSync L477: Atomics.sub(R_SLEEPERS, 1) (finally) */
   if
   :: ok -> goto cs
   :: else -> atomic { r++; expired = false; tried = false; busy[TH(p)] = false }; goto round
   fi;
 
-join:                          /* readAsync L308-310: queue, start the watcher */
+join:                          /* readAsync L417-428: queue, start the watcher */
   atomic {
     lr[TH(p) * NP + lrlen[TH(p)]] = p; lrlen[TH(p)]++; queued[p] = true
   }
   if
   :: rwatch[TH(p)] -> busy[TH(p)] = false
   :: else ->
-     d_step {                  /* _raw_rwlock.ts #watchReaders L386: Atomics.add(R_SLEEPERS, 1) */
+     d_step {                  /* _raw_rwlock.ts #watchReaders L511: Atomics.add(R_SLEEPERS, 1) */
        rwatch[TH(p)] = true; R_SLEEPERS++; rgo[TH(p)] = true
      }
   fi;
@@ -714,7 +865,7 @@ fin:
   atomic { done++; patient[p] = false }
 }
 
-/* The reader watcher of thread th (#watchReaders L381-400). */
+/* The reader watcher of thread th (#watchReaders L507-526). */
 proctype ReaderWatcher(byte th) {
   int s;
   byte x, e;
@@ -725,16 +876,16 @@ end:
 rwloop:
      if
      :: lrlen[th] == 0 ->
-        d_step {               /* _raw_rwlock.ts #watchReaders L398: Atomics.sub(R_SLEEPERS, 1) (finally) */
+        d_step {               /* _raw_rwlock.ts #watchReaders L523: Atomics.sub(R_SLEEPERS, 1) (finally) */
           R_SLEEPERS--; rwatch[th] = false; rgo[th] = false; busy[th] = false
         }
      :: else ->
-        s = STATE;             /* _raw_rwlock.ts #watchReaders L389: Atomics.load(STATE) */
+        s = STATE;             /* _raw_rwlock.ts #watchReaders L514: Atomics.load(STATE) */
         if
         :: READABLE(s) -> s = 0; admit_readers(th); goto rwloop
         :: else
         fi;
-        d_step {               /* _raw_rwlock.ts #watchReaders L394: Atomics.waitAsync(STATE, s) */
+        d_step {               /* _raw_rwlock.ts #watchReaders L519: Atomics.waitAsync(STATE, s) */
           if
           :: STATE == s -> rwReg[th] = true; busy[th] = false; ok = true
           :: else -> ok = false
@@ -750,28 +901,28 @@ rwloop:
   od
 }
 
-/* The writer watcher of thread th (#watchWriters L633-650). */
+/* The writer watcher of thread th (#watchWriters L795-812). */
 proctype WriterWatcher(byte th) {
   int s;
   byte x, seq, nx, e;
-  bool ok, won;
+  bool ok, won, scanned;
 end:
   do
   :: wgo[th] ->
 wwloop:
      if
      :: lwlen[th] == 0 ->
-        d_step {               /* _raw_rwlock.ts #watchWriters L648: Atomics.sub(W_SLEEPERS, 1) (finally) */
+        d_step {               /* _raw_rwlock.ts #watchWriters L809: Atomics.sub(W_SLEEPERS, 1) (finally) */
           W_SLEEPERS--; wwatch[th] = false; wgo[th] = false; busy[th] = false
         }
      :: else ->
-        seq = WSEQ;            /* _raw_rwlock.ts #watchWriters L641: Atomics.load(WSEQ) */
+        seq = WSEQ;            /* _raw_rwlock.ts #watchWriters L802: Atomics.load(WSEQ) */
         serve_writers(th);
         if
         :: won -> won = false; seq = 0; goto wwloop   /* served the head: loop */
         :: else
         fi;
-        d_step {               /* _raw_rwlock.ts #watchWriters L644: Atomics.waitAsync(WSEQ, seq) */
+        d_step {               /* _raw_rwlock.ts #watchWriters L805: Atomics.waitAsync(WSEQ, seq) */
           if
           :: WSEQ == seq -> wwReg[th] = true; busy[th] = false; ok = true
           :: else -> ok = false
@@ -791,7 +942,8 @@ wwloop:
 proctype Quiescence() {
   done == NP;
   timeout ->
-  assert(STATE == 0 && nr == 0 && nw == 0 && gq == 0);
+  assert((STATE & ~(BIASED | SCAN)) == 0 && nr == 0 && nw == 0 && gq == 0);
+  assert(slot[0] + slot[NT / 2] + slot[NT - 1] + bcount[0] + bcount[NT / 2] + bcount[NT - 1] == 0);
   assert(R_SLEEPERS == 0 && W_SLEEPERS == 0);
   assert(SERVING == NEXT_TICKET)
 }
