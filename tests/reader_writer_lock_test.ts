@@ -573,3 +573,18 @@ Deno.test("ReaderWriterLock: attachments with ids beyond the slots read through 
   assert.equal(rw.acquireWriteLockSync({ blocking: false }), true);
   rw.releaseWriteLock();
 });
+
+Deno.test("ReaderWriterLock.from() refuses a buffer made by layout 2 (before the read bias) with TypeError", () => {
+  const rw = new ReaderWriterLock();
+  // Layout 2's buffer: header (magic "FRwL", layout 2, its size), 2,316 words, no slots.
+  const old = new SharedArrayBuffer(2316 * 4);
+  new Int32Array(old).set([0x4652774c, 2, 2316 * 4, 1]);
+  assert.throws(() => ReaderWriterLock.from(old), /the buffer is 9264 bytes/);
+  // The same header at this layout's size is refused by its version.
+  const same = new SharedArrayBuffer(rw.buffer.byteLength);
+  new Int32Array(same).set([0x4652774c, 2, rw.buffer.byteLength, 1]);
+  assert.throws(
+    () => ReaderWriterLock.from(same),
+    /layout version 2, this library reads version 3/,
+  );
+});
