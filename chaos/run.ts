@@ -26,7 +26,7 @@ import {
   Semaphore,
 } from "../mod.ts";
 import { InterProcessSemaphore } from "../mod.ts"; // process semaphore kind
-import { REBIAS_AFTER } from "../locks/thread/_raw_rwlock.ts"; // ReaderWriterLock read bias
+import { BIASED, REBIAS_AFTER, STATE as RW_STATE } from "../locks/thread/_raw_rwlock.ts"; // ReaderWriterLock read bias
 import { CounterFile, now, PSEM_SLOTS, rng, SHARED } from "./_common.ts";
 
 const { values: args } = parseArgs({
@@ -353,7 +353,7 @@ let nextTerminate = start + random() * terminateEvery * 2;
 let nextSample = start;
 let nextProgress = start + 5000;
 const progress = { tl: -1, trw: -1, ipl: -1, prw: -1 };
-let biasTicks = 0; // ReaderWriterLock read bias (issue 12)
+let biasTicks = 0, biasOn = 0, biasRevoked = 0, biasWasOn = false; // ReaderWriterLock read bias
 let tsemProgress = -1; // thread Semaphore kind (tsem)
 const counterReaders = {
   ipl: new CounterFile(join(dir, "ipl.counter")),
@@ -365,15 +365,23 @@ while (performance.now() < end) {
   const t = performance.now();
   recoverDead();
   // --- ReaderWriterLock read bias (issue 12) ---
-  // A run of reads turns the read bias on (REBIAS_AFTER of them by one
+  // A run of reads turns the read bias on (REBIAS_AFTER through STATE by one
   // attachment); the Workers' mix has too many writes to get there alone, so
-  // the supervisor makes such runs, and the Workers' reads go through their
-  // slots until the next writer revokes the bias.
-  if (++biasTicks % 10 === 0) {
-    for (let i = 0; i <= REBIAS_AFTER; i++) {
-      if (!rw.acquireReadLockSync({ blocking: false })) break;
+  // the supervisor makes such a run on every tick (non-blocking tries, its
+  // count kept across ticks), and the Workers' reads go through their slots
+  // until the next writer revokes the bias.
+  {
+    biasTicks++;
+    const rwState = new Int32Array(rw.buffer);
+    // Was it on at the last look and off now: a writer revoked it in between.
+    if (biasWasOn && (Atomics.load(rwState, RW_STATE) & BIASED) === 0) biasRevoked++;
+    for (let i = 0, got = 0; got <= REBIAS_AFTER && i < 20 * REBIAS_AFTER; i++) {
+      if (!rw.acquireReadLockSync({ blocking: false })) continue;
       rw.releaseReadLock();
+      got++;
     }
+    biasWasOn = (Atomics.load(rwState, RW_STATE) & BIASED) !== 0;
+    if (biasWasOn) biasOn++;
   }
   // --- end read bias ---
   if (t >= nextKill && args.faults !== "off") {
@@ -836,6 +844,10 @@ console.log(
 );
 console.log(`  Worker terminations               ${totals.terminations}`);
 console.log(`  forced recoveries                 ${totals.recoveries}`);
+console.log(
+  `  ReaderWriterLock read bias        on after ${biasOn} of ${biasTicks} ` +
+    `runs of reads, revoked by a writer before the next ${biasRevoked} times`,
+);
 console.log(`  timeouts                          ${counts.T}`);
 console.log(`  aborts                            ${counts.A}`);
 console.log(`  busy non-blocking tries           ${counts.B}`);

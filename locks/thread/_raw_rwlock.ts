@@ -22,9 +22,11 @@
 //                every SLOT at 0 with SCAN set; the CAS that gives it the lock
 //                clears SCAN (no slot can fill again while BIASED is clear)
 //   bit 30       BIASED: readers with a slot may take read holds in it, without
-//                writing STATE. Set only with no writer holding or queued;
-//                cleared (SCAN set) by the CAS that queues a writer or takes the
-//                write lock: BIASED implies no writer holds or queues.
+//                writing STATE. Set (and SCAN cleared: the next writer scans
+//                because of BIASED) only by a read's CAS, so only with no writer
+//                holding or queued; cleared (SCAN set) by the CAS that queues a
+//                writer or takes the write lock: BIASED implies that no writer
+//                holds or queues, so biased readers keep writer preference exactly.
 //   bit 31       unused (Atomics.wait needs Int32: keep values non-negative)
 //
 // other words (Int32):
@@ -33,7 +35,8 @@
 //   NEXT_TICKET  the next ticket to draw (Atomics.add); NEXT_TICKET - SERVING
 //                tickets are in flight, at most RING_LIMIT.
 //   WSEQ         bumped after every change that may let a queued writer go on
-//                (SERVING moves to a live head, last reader leaves, writer leaves).
+//                (SERVING moves to a live head, last reader leaves, writer leaves,
+//                a slot goes to 0 while SCAN is set).
 //   R_SLEEPERS   sync readers between "about to wait on STATE" and "done", plus
 //                running reader watchers (one per attachment): an upper bound.
 //   W_SLEEPERS   sync writers between "about to wait on WSEQ" and "done", plus
@@ -71,7 +74,12 @@
 // a write pair with the bias off pays nothing more than before. The bias
 // comes back when an attachment with a slot has taken REBIAS_AFTER read
 // holds through STATE since its last re-bias (its read CAS sets BIASED:
-// a write-heavy mix pays at most one scan per REBIAS_AFTER reads).
+// a write-heavy mix pays at most one scan per REBIAS_AFTER reads). The bias is
+// a bit of STATE rather than a word of its own so that turning it on is one
+// CAS with the check that no writer holds or queues, and turning it off one
+// CAS with taking or queueing: no window where a biased reader passes a
+// queued writer. Biased readers only load STATE, which stays in every
+// reader's cache while no writer comes.
 //
 // Async waiters do not wait on the shared words themselves. Each attachment
 // keeps its async readers and its async writers in two FIFO queues in
