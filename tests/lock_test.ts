@@ -367,3 +367,38 @@ Deno.test("Lock.forceRelease() recovers the lock from Workers terminated at rand
     }
   }
 });
+
+Deno.test("Lock: an async waiter served by a Worker's release keeps the lock when its signal aborts at once, and its listener is removed", async () => {
+  // serve() resolves the waiter first and clears its timer, abort listener and
+  // keep-alive one microtask later (after the waiter's own continuation): an
+  // abort in that continuation must change nothing, and the clean-up must
+  // still happen (the listener's removal is watched on the signal itself).
+  const lock = new Lock();
+  await using w = new Driven();
+  await w.call("attachLock", { buffer: lock.buffer });
+  await w.call("acquireSync");
+  await w.expect("waiting");
+  await w.expect("locked");
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const removed: string[] = [];
+  const remove = signal.removeEventListener.bind(signal);
+  signal.removeEventListener = (type: string, ...rest: [EventListener]) => {
+    removed.push(type);
+    remove(type, ...rest);
+  };
+  const first = lock.acquire({ timeout: 60_000, signal });
+  const second = lock.acquire(); // patient: holds the keep-alive while queued
+  await pause(5); // let the watcher register; the assertions hold however long this is
+  await w.call("release");
+  assert.equal(await first, true);
+  controller.abort(new Error("too late")); // may run before the deferred clean-up
+  assert.equal(lock.acquireSync({ blocking: false }), false);
+  await pause(0); // a later task: the clean-up ran, the lock is still ours
+  assert.deepEqual(removed, ["abort"]);
+  assert.equal(lock.locked, true);
+  lock.release(); // direct handoff to `second`, served the same way
+  assert.equal(await second, true);
+  lock.release();
+  assert.equal(lock.locked, false);
+});
