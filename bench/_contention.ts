@@ -3,13 +3,14 @@
 // (acquireSync()) and async (await acquire()), beside the floor: the classic
 // three-state futex mutex (0 free, 1 locked, 2 locked with waiters) with no
 // spin, and with a brief spin (BARE_SPIN load rounds, a CAS only after a load
-// that saw it free). Kinds alternate round by round so that they see the same
-// noise; each figure is the median of its rounds. A second, instrumented pass
+// that saw it free); and, to tell the protocol's cost from the public
+// class's, the same protocol called directly (RawLock, no lock.ts). Kinds
+// alternate round by round so that they see the same noise; each figure is the median of its rounds. A second, instrumented pass
 // counts the Atomics calls per 1000 operations (notify, wait, waitAsync, CAS,
 // load; how many acquisitions slept, and how many waits were a waiter woken
 // only to lose the race and sleep again).
 //
-//   deno run --allow-all bench/_contention.ts     (prints a table)
+//   deno run --allow-all bench/_contention.ts [--rounds N] [--mode sync|async]
 //
 // bench/run.ts calls contentionFigures() and checks the targets.
 
@@ -19,9 +20,13 @@ import { BARE_SPIN, type Calls, COUNTER, GO, STOP } from "./_contention_worker.t
 
 const CMD = "deno run --allow-all bench/_contention.ts";
 const WORKER = new URL("./_contention_worker.ts", import.meta.url).href;
-const ROUNDS = 7, CONTEND_MS = 250, COUNT_MS = 250;
+const CONTEND_MS = 250, COUNT_MS = 250;
+/** Rounds per kind (median taken); `--rounds N` when run alone. */
+let ROUNDS = 7;
+/** Modes measured; `--mode sync|async` when run alone. */
+let MODES: Mode[] = ["sync", "async"];
 
-export type Kind = "Lock" | "bare" | "bare-spin";
+export type Kind = "Lock" | "raw" | "bare" | "bare-spin";
 export type Mode = "sync" | "async";
 
 /** What bench/run.ts needs for its targets. */
@@ -109,6 +114,10 @@ async function run(
 }
 
 const NAMES: Record<Kind, Record<Mode, string>> = {
+  "raw": {
+    sync: "RawLock acquireSync()+release()",
+    async: "RawLock await acquireAsync()+release()",
+  },
   "Lock": { sync: "Lock acquireSync()+release()", async: "Lock await acquire()+release()" },
   "bare": {
     sync: "bare futex mutex, no spin (Atomics.wait)",
@@ -146,8 +155,8 @@ export async function contentionFigures(
       p.send({ op: "attach", lock: lock.buffer });
       await p.expect("attach");
     }
-    const kinds: Kind[] = ["bare", "bare-spin", "Lock"];
-    for (const mode of ["sync", "async"] as const) {
+    const kinds: Kind[] = ["bare", "bare-spin", "Lock", "raw"];
+    for (const mode of MODES) {
       const rates = new Map<Kind, number[]>(kinds.map((k) => [k, []]));
       // Warm-up round, then ROUNDS rounds with the kinds alternating.
       for (let round = -1; round < ROUNDS; round++) {
@@ -193,13 +202,21 @@ export async function contentionFigures(
 }
 
 if (import.meta.main) {
+  for (let i = 0; i < Deno.args.length; i += 2) {
+    const [flag, value] = [Deno.args[i], Deno.args[i + 1]];
+    if (flag === "--rounds" && Number(value) >= 1) ROUNDS = Number(value);
+    else if (flag === "--mode" && (value === "sync" || value === "async")) MODES = [value];
+    else {throw new TypeError(
+        `usage: ${CMD} [--rounds N] [--mode sync|async]; got ${flag} ${value}`,
+      );}
+  }
   const rows: string[] = [];
   const r = await contentionFigures(
     (f) => rows.push(`| ${f.section} | ${f.name} | ${format(f.value, f.unit)} | ${f.detail} |`),
     (what, why) => console.error(`SKIP ${what}: ${why}`),
   );
   console.log(`| group | what | figure | detail |\n| --- | --- | --- | --- |\n${rows.join("\n")}`);
-  for (const mode of ["sync", "async"]) {
+  for (const mode of MODES) {
     const floor = Math.max(r.rate.get(`bare ${mode}`)!, r.rate.get(`bare-spin ${mode}`)!);
     console.log(
       `\nLock ${mode}: ${format(r.rate.get(`Lock ${mode}`)!, "ops/s")} = ${

@@ -11,9 +11,13 @@
 // 2 locked with waiters; Drepper, "Futexes are tricky", mutex2) on its own
 // word `bare`, with Atomics.wait / waitAsync. kind "bare-spin" is the same
 // mutex with a brief spin first: up to BARE_SPIN rounds of a load, then a CAS
-// only when the load saw it free.
+// only when the load saw it free. kind "raw" is Lock's protocol without the
+// public class: a RawLock attachment of the same buffer (its own id), called
+// directly, so that the gap between "Lock" and "raw" is lock.ts's own cost.
 
 import { Lock } from "../mod.ts";
+import { RawLock } from "../locks/thread/_raw_lock.ts";
+import { WAIT_FOREVER } from "../locks/_options.ts";
 
 export const GO = 0;
 export const STOP = 1;
@@ -42,6 +46,7 @@ export interface Calls {
 }
 
 let lock: Lock | undefined;
+let raw: RawLock | undefined;
 
 function bareLockSync(v: Int32Array, spin: number): void {
   let c = Atomics.compareExchange(v, 0, 0, 1);
@@ -139,7 +144,7 @@ function instrument(): { calls: Calls; undo: () => void } {
 
 interface Command {
   op: string;
-  kind?: "Lock" | "bare" | "bare-spin";
+  kind?: "Lock" | "raw" | "bare" | "bare-spin";
   mode?: "sync" | "async";
   lock?: SharedArrayBuffer;
   bare?: SharedArrayBuffer;
@@ -160,6 +165,7 @@ async function contend(c: Command): Promise<void> {
   const bare = new Int32Array(c.bare!);
   const spin = c.kind === "bare-spin" ? BARE_SPIN : 0;
   const l = lock!;
+  const r = raw!;
   const counted = c.count ? instrument() : undefined;
   const calls = counted?.calls;
   // Waits (sync or async) so far: their change over one acquisition tells whether it slept.
@@ -173,7 +179,10 @@ async function contend(c: Command): Promise<void> {
   try {
     while (Atomics.load(control, STOP) === 0) {
       const before = waits();
-      if (c.kind === "Lock") {
+      if (c.kind === "raw") {
+        if (c.mode === "sync") r.acquireSync(WAIT_FOREVER);
+        else await r.acquireAsync(WAIT_FOREVER);
+      } else if (c.kind === "Lock") {
         if (c.mode === "sync") l.acquireSync();
         else await l.acquire();
       } else if (c.mode === "sync") {
@@ -182,7 +191,8 @@ async function contend(c: Command): Promise<void> {
         await bareLockAsync(bare, spin);
       }
       control[COUNTER]++; // plain increment: exclusion keeps it exact
-      if (c.kind === "Lock") l.release();
+      if (c.kind === "raw") r.release();
+      else if (c.kind === "Lock") l.release();
       else bareUnlock(bare);
       ops++;
       if (calls !== undefined) {
@@ -202,6 +212,7 @@ scope.onmessage = (e) => {
   const run = async () => {
     if (c.op === "attach") {
       lock = Lock.from(c.lock!);
+      raw = new RawLock(c.lock!);
       return reply("attach");
     }
     if (c.op === "contend") return await contend(c);

@@ -5,6 +5,7 @@
 
 import { type Figure, format } from "./_report.ts";
 import { summarize } from "./_parties.ts";
+import { handoffFigures } from "./_handoff.ts";
 
 const PARTY = new URL("./worker_party.ts", import.meta.url).href;
 const GO = 0, STOP = 1;
@@ -61,7 +62,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CMD = "deno task bench (bench/run.ts → Workers running bench/worker_party.ts)";
 
 export interface WorkerResults {
-  handoff: Map<string, { p50: number; p99: number }>;
+  handoff: Map<string, { p50: number; p99: number }>; // by "bare sync", "Lock async", … (bench/_handoff.ts)
   writerWait?: { p50: number; p99: number; max: number; holdNs: number };
 }
 
@@ -90,46 +91,8 @@ export async function workerFigures(
     }
     const [a, b] = parties;
 
-    // Handoff: a holds, b blocks in acquire, a releases: how long until b holds it.
-    // The four kinds alternate round by round, so that they see the same noise.
-    const ROUNDS = 600, WARMUP = 30;
-    const kinds = (["bare", "Lock"] as const).flatMap((kind) =>
-      (["sync", "async"] as const).map((mode) => ({ kind, mode, samples: [] as number[] }))
-    );
-    for (let i = 0; i < WARMUP + ROUNDS; i++) {
-      for (const { kind, mode, samples } of kinds) {
-        await a.ask({ op: "hold", kind });
-        await b.ask({ op: "wait", kind, mode }, "waiting");
-        await sleep(2); // time for b to block in Atomics.wait / waitAsync
-        const t0 = (await a.ask({ op: "release", kind })).t!;
-        const t1 = (await b.expect("wait")).t!;
-        if (i >= WARMUP) samples.push((t1 - t0) * 1e6);
-      }
-    }
-    for (const { kind, mode, samples } of kinds) {
-      const s = summarize(samples);
-      const name = kind === "bare"
-        ? `bare Atomics futex mutex, ${
-          mode === "sync" ? "Atomics.wait" : "Atomics.waitAsync"
-        } waiter`
-        : `Lock ${mode === "sync" ? "acquireSync()" : "await acquire()"} waiter`;
-      results.handoff.set(`${kind} ${mode}`, s);
-      const section = "cross-Worker handoff (waiter blocked, holder releases)";
-      const command = `${CMD}: ${ROUNDS} rounds, the 4 kinds alternating`;
-      const ours = kind === "Lock";
-      add({
-        section,
-        name: `${name} p50`,
-        value: s.p50,
-        unit: "ns",
-        detail: `min ${format(s.min, "ns")}, p90 ${format(s.p90, "ns")}, p99 ${
-          format(s.p99, "ns")
-        }, max ${format(s.max, "ns")}`,
-        command,
-        ours,
-      });
-      add({ section, name: `${name} p99`, value: s.p99, unit: "ns", command, ours });
-    }
+    // Handoff: a holds, b blocks in acquire, a releases (bench/_handoff.ts).
+    results.handoff = await handoffFigures(a, b, add, CMD);
 
     // Throughput: two Workers contending on one lock for a fixed time.
     const CONTEND_MS = 700;

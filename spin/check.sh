@@ -46,7 +46,7 @@ run() {
 }
 
 # Configurations: small enough for CI, large enough to reach every branch.
-LOCK_CFGS=("-DNP=3 -DROUNDS=1 -DSHARED=1" "-DNP=2 -DROUNDS=3 -DSHARED=0")
+LOCK_CFGS=("-DNP=3 -DROUNDS=1 -DSHARED=1" "-DNP=2 -DROUNDS=3 -DSHARED=0" "-DNP=3 -DROUNDS=1 -DSHARED=0")
 RW_CFGS=("-DNW=2 -DNR=1 -DSHAREW=1" "-DNW=1 -DNR=2 -DMAXR=1 -DSHARER=1" "-DNW=1 -DNR=1 -DROUNDS=2"
   "-DNW=2 -DNR=0" "-DNW=3 -DNR=0 -DSHAREW=1")
 SEM_CFGS=("-DCFG=1" "-DCFG=2" "-DCFG=3") # Semaphore: see spin/semaphore.pml's header
@@ -77,7 +77,8 @@ failed=0
 total=0
 if [ "${1:-}" = --mutants ]; then
   survived=0
-  for mut in MUT_NOTIFY_ONE MUT_LOAD_FIRST MUT_UNCOUNTED_WATCH MUT_WOKEN_EAGER; do
+  for mut in MUT_NOTIFY_ONE MUT_LOAD_FIRST MUT_UNCOUNTED_WATCH MUT_WOKEN_EAGER MUT_TAKE_NO_LOOK \
+    MUT_HANDOFF_NO_LOOK; do
     caught=0
     for cfg in "${LOCK_CFGS[@]}"; do
       for prop in safety liveness; do

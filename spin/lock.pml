@@ -60,15 +60,19 @@
 #define ALL 255                  /* notify count +Infinity */
 
 #define FREE 0
-#define SYNC_ONE 1               /* _raw_lock.ts L121 */
-#define ASYNC_ONE 65536          /* _raw_lock.ts L123: 1 << 16 */
-#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits L139 */
+#define LOOK 64                  /* _raw_lock.ts LOOK (1 << 30 in the code; ids here are 1..3) */
+#define ID(s) ((s) & 63)         /* _raw_lock.ts ID_MASK: the holder's id */
+#define SYNC_ONE 1               /* _raw_lock.ts SYNC_ONE */
+#define ASYNC_ONE 65536          /* _raw_lock.ts ASYNC_ONE: 1 << 16 */
+#define HAS_ASYNC(w) ((w >> 16) != 0)   /* _raw_lock.ts hasAsyncWaits */
 
 /* Mutation switches for spin/check.sh --mutants (never set in the real check):
  *   MUT_NOTIFY_ONE      #wake always notifies 1 (the layout-1 code's one-per-release)
  *   MUT_LOAD_FIRST      release() reads WAITERS before its exchange frees STATE
  *   MUT_UNCOUNTED_WATCH the watcher does not count itself in WAITERS
- *   MUT_WOKEN_EAGER     a release skips its notify when all sync waiters but one are woken */
+ *   MUT_WOKEN_EAGER     a release skips its notify when all sync waiters but one are woken
+ *   MUT_TAKE_NO_LOOK    a sync waiter or watcher takes a free lock without LOOK (CAS 0 -> id)
+ *   MUT_HANDOFF_NO_LOOK a direct handoff drops LOOK (CAS holder -> id) */
 #ifdef MUT_NOTIFY_ONE
 #define WAKE_COUNT(w) 1
 #else
@@ -84,9 +88,14 @@
 #else
 #define WATCH_ONE ASYNC_ONE
 #endif
+#ifdef MUT_TAKE_NO_LOOK
+#define TAKE_LOOK 0
+#else
+#define TAKE_LOOK LOOK
+#endif
 
-/* ---- shared words (_raw_lock.ts L107-118) ---- */
-byte STATE = FREE;       /* 0 or the holder's attachment id: TH(p) + 1 */
+/* ---- shared words (_raw_lock.ts STATE, WAITERS, WOKEN) ---- */
+byte STATE = FREE;       /* 0, or the holder's attachment id TH(p) + 1, maybe | LOOK */
 int WAITERS = 0;         /* sync count in bits 0..15, watchers in bits 16..31 */
 int WOKEN = 0;           /* waits woken by a notify that have not run yet */
 
@@ -193,7 +202,7 @@ inline leave_queue(p) {
 }
 
 /* Whether a task of p's thread holds the lock or was served it (ids are per thread). */
-#define OWN_THREAD_HOLDS(p) (STATE == TH(p) + 1)
+#define OWN_THREAD_HOLDS(p) (ID(STATE) == TH(p) + 1)
 
 proctype Task(byte p) {
   byte r = 0, seen, n;
@@ -214,12 +223,12 @@ round:
   :: patient[p] = false
   fi;
 
-  /* acquireSync L183 / acquireAsync L197 (queue empty): tryAcquire, and #spin L267, collapsed */
-  d_step { /* _raw_lock.ts RawLock.tryAcquire L179: Atomics.compareExchange(STATE, FREE, id) */
+  /* acquireSync L212 / acquireAsync L226 (queue empty): tryAcquire, and #spin L311, collapsed */
+  d_step { /* _raw_lock.ts RawLock.tryAcquire L208: Atomics.compareExchange(STATE, FREE, id) */
     !busy[TH(p)] && !(sync && OWN_THREAD_HOLDS(p));
     busy[TH(p)] = true;
     if
-    :: !sync && lqlen[TH(p)] > 0 -> ok = false   /* L197: queue not empty: no CAS, join it */
+    :: !sync && lqlen[TH(p)] > 0 -> ok = false   /* L226: queue not empty: no CAS, join it */
     :: else ->
        if
        :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
@@ -236,7 +245,7 @@ round:
   :: else
   fi;
 
-  /* ---- async: join the queue (L204); start the watcher if none runs (L205) ---- */
+  /* ---- async: join the queue (L233); start the watcher if none runs (L234) ---- */
   atomic {
     lq[TH(p) * NP + lqlen[TH(p)]] = p;
     lqlen[TH(p)]++;
@@ -245,7 +254,7 @@ round:
   if
   :: watching[TH(p)] -> busy[TH(p)] = false      /* the caller awaits its promise */
   :: else ->
-     d_step {      /* _raw_lock.ts #watch L299: Atomics.add(WAITERS, ASYNC_ONE) */
+     d_step {      /* _raw_lock.ts #watch L344: Atomics.add(WAITERS, ASYNC_ONE) */
        watching[TH(p)] = true;
        WAITERS = WAITERS + WATCH_ONE;
        wgo[TH(p)] = true  /* the watcher runs on in this synchronous step, then awaits */
@@ -265,12 +274,12 @@ round:
 
   /* ---- sync ---- */
 syncwait:
-  WAITERS = WAITERS + SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L276: Atomics.add */
+  WAITERS = WAITERS + SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L320: Atomics.add */
 loop:
-  atomic {         /* _raw_lock.ts #lockContendedSync L279: Atomics.compareExchange(STATE, FREE, id) -> seen */
+  atomic {         /* _raw_lock.ts #lockContendedSync L323: Atomics.compareExchange(STATE, FREE, id | LOOK) -> seen */
     seen = STATE;
     if
-    :: STATE == FREE -> STATE = TH(p) + 1; holders++; holder = p + 1; ok = true
+    :: STATE == FREE -> STATE = TH(p) + 1 + TAKE_LOOK; holders++; holder = p + 1; ok = true
     :: else -> ok = false
     fi
   }
@@ -278,13 +287,27 @@ loop:
   :: ok -> goto leave
   :: else
   fi;
-  /* L281-282: left <= 0 ? */
+  /* L325-326: left <= 0 ? */
   if
   :: expired -> goto leave
   :: !expired && !patient[p] -> expired = true; goto leave   /* deadline passed before waiting */
   :: !expired -> skip
   fi;
-  d_step {         /* _raw_lock.ts #lockContendedSync L283: Atomics.wait(STATE, seen, left) */
+  if               /* L327: LOOK not set yet: set it, or start over if STATE moved */
+  :: (seen & LOOK) == 0 ->
+     d_step {      /* _raw_lock.ts #setLook L305: Atomics.compareExchange(STATE, seen, seen | LOOK) */
+       if
+       :: STATE == seen -> STATE = seen | LOOK; seen = seen | LOOK
+       :: else -> seen = 0
+       fi
+     }
+     if
+     :: seen == 0 -> goto loop
+     :: else
+     fi
+  :: else
+  fi;
+  d_step {         /* _raw_lock.ts #lockContendedSync L328: Atomics.wait(STATE, seen | LOOK, left) */
     if
     :: STATE == seen ->
        assert(qlen < QMAX);
@@ -300,8 +323,8 @@ loop:
   :: reg ->
      if
      :: woken[p] -> woken[p] = false;             /* "ok" */
-        WOKEN = WOKEN - 1  /* _raw_lock.ts #lockContendedSync L283: Atomics.sub(WOKEN, 1) */
-     :: d_step {  /* L283: Atomics.wait times out and leaves the waiter list */
+        WOKEN = WOKEN - 1  /* _raw_lock.ts #lockContendedSync L328: Atomics.sub(WOKEN, 1) */
+     :: d_step {  /* L328: Atomics.wait times out and leaves the waiter list */
           !patient[p] && sleeping[p] -> deregister(p); expired = true
         }
      fi;
@@ -311,7 +334,7 @@ loop:
   goto loop;
 
 leave:
-  WAITERS = WAITERS - SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L286: Atomics.sub (finally) */
+  WAITERS = WAITERS - SYNC_ONE;  /* _raw_lock.ts #lockContendedSync L331: Atomics.sub (finally) */
   if
   :: ok -> goto cs
   :: else ->
@@ -325,7 +348,7 @@ cs:
     busy[TH(p)] = false;   /* the caller's critical section may await */
     assert(holders == 1 && holder == p + 1)
   }
-  atomic { !busy[TH(p)]; busy[TH(p)] = true }   /* release() L211: the queue's size */
+  atomic { !busy[TH(p)]; busy[TH(p)] = true }   /* release() L240: the queue's size */
   if
   :: lqlen[TH(p)] > 0 -> goto handoff
   :: else
@@ -333,51 +356,57 @@ cs:
 #ifdef MUT_LOAD_FIRST
   w = WAITERS;      /* mutant: WAITERS read before STATE is released */
 #endif
-  d_step {          /* _raw_lock.ts RawLock.release L212: Atomics.exchange(STATE, FREE) */
-    assert(STATE == TH(p) + 1);
+  d_step {          /* _raw_lock.ts RawLock.release L242: Atomics.exchange(STATE, FREE) -> old */
+    assert(ID(STATE) == TH(p) + 1);
     holders--;
     holder = 0;
+    seen = STATE;
     STATE = FREE
   }
+  if                /* L243: only a LOOK in the old value sends the release to #wake */
+  :: (seen & LOOK) != 0 ->
+     seen = 0;
 #ifndef MUT_LOAD_FIRST
-  w = WAITERS;      /* _raw_lock.ts RawLock.release L213: Atomics.load(WAITERS) */
+     w = WAITERS;    /* _raw_lock.ts #wake L268: Atomics.load(WAITERS) */
 #endif
-  if
-  :: w != 0 ->
-     kk = WOKEN;     /* _raw_lock.ts #wake L231: Atomics.load(WOKEN) */
-     w = WAITERS;    /* _raw_lock.ts #wake L232: Atomics.load(WAITERS) */
      if
-     :: !HAS_ASYNC(w) && (w & 65535) <= kk + SKIP_SLACK ->   /* L233: every sync waiter is woken already */
-        atomic { w = 0; kk = 0; busy[TH(p)] = false }
-     :: else ->
-        d_step {     /* _raw_lock.ts #wake L234: Atomics.notify(STATE, async ? Infinity : 1) */
-          notify_n(WAKE_COUNT(w));
-          n = nw; nw = 0; w = 0; kk = 0
-        }
-        d_step {     /* _raw_lock.ts #wake L235: Atomics.add(WOKEN, n) */
-          WOKEN = WOKEN + n; n = 0; busy[TH(p)] = false
-        }
+     :: w != 0 ->
+        kk = WOKEN;     /* _raw_lock.ts #wake L269: Atomics.load(WOKEN) */
+        w = WAITERS;    /* _raw_lock.ts #wake L270: Atomics.load(WAITERS) */
+        if
+        :: !HAS_ASYNC(w) && (w & 65535) <= kk + SKIP_SLACK ->   /* L271: every sync waiter is woken already */
+           atomic { w = 0; kk = 0; busy[TH(p)] = false }
+        :: else ->
+           d_step {     /* _raw_lock.ts #wake L272: Atomics.notify(STATE, async ? Infinity : 1) */
+             notify_n(WAKE_COUNT(w));
+             n = nw; nw = 0; w = 0; kk = 0
+           }
+           d_step {     /* _raw_lock.ts #wake L273: Atomics.add(WOKEN, n) */
+             WOKEN = WOKEN + n; n = 0; busy[TH(p)] = false
+           }
+        fi
+     :: else -> atomic { w = 0; busy[TH(p)] = false }
      fi
-  :: else -> busy[TH(p)] = false
+  :: else -> atomic { seen = 0; w = 0; busy[TH(p)] = false }
   fi;
   r++;
   goto round;
 
 handoff:
-  w = WAITERS;      /* _raw_lock.ts #handOff L245: Atomics.load(WAITERS) */
+  w = WAITERS;      /* _raw_lock.ts #handOff L283: Atomics.load(WAITERS) */
   if
   :: w - WATCH_ONE != 0 ->   /* somebody else waits: LOCAL_BATCH may be used up */
-     d_step {       /* _raw_lock.ts #handOff L248: Atomics.exchange(STATE, FREE) */
-       assert(STATE == TH(p) + 1);
+     d_step {       /* _raw_lock.ts #handOff L286: Atomics.exchange(STATE, FREE) */
+       assert(ID(STATE) == TH(p) + 1);
        holders--;
        holder = 0;
        STATE = FREE
      }
-     d_step {       /* _raw_lock.ts #handOff L249: Atomics.notify(STATE, Infinity) */
+     d_step {       /* _raw_lock.ts #handOff L287: Atomics.notify(STATE, Infinity) */
        notify_n(ALL);
        n = nw; nw = 0; w = 0
      }
-     d_step {       /* _raw_lock.ts #handOff L250: Atomics.add(WOKEN, n) */
+     d_step {       /* _raw_lock.ts #handOff L288: Atomics.add(WOKEN, n) */
        WOKEN = WOKEN + n; n = 0; busy[TH(p)] = false
      }
      r++;
@@ -385,11 +414,14 @@ handoff:
   :: true
   fi;
   w = 0;
-  d_step {          /* _raw_lock.ts #handOff L254: Atomics.load(STATE) (== id: no CAS at L258) */
-    assert(STATE == TH(p) + 1);
+  d_step {          /* _raw_lock.ts #handOff L292: Atomics.load(STATE) (== id | LOOK kept: no CAS at L297) */
+    assert(ID(STATE) == TH(p) + 1);
+#ifdef MUT_HANDOFF_NO_LOOK
+    STATE = ID(STATE);   /* mutant: the handoff writes the plain id */
+#endif
     holders--;
     holder = 0;
-    serve(TH(p));   /* L260: the lock passes to the head, never free */
+    serve(TH(p));   /* L299: the lock passes to the head, never free */
     busy[TH(p)] = false
   }
   r++;
@@ -409,7 +441,7 @@ end:
 wloop:
      if
      :: lqlen[th] == 0 ->
-        d_step {    /* _raw_lock.ts #watch L311: Atomics.sub(WAITERS, ASYNC_ONE) (finally) */
+        d_step {    /* _raw_lock.ts #watch L357: Atomics.sub(WAITERS, ASYNC_ONE) (finally) */
           assert(WAITERS >= WATCH_ONE);
           WAITERS = WAITERS - WATCH_ONE;
           watching[th] = false;
@@ -417,10 +449,10 @@ wloop:
           busy[th] = false
         }
      :: else ->
-        atomic {    /* _raw_lock.ts #watch L302: Atomics.compareExchange(STATE, FREE, id) -> seen */
+        atomic {    /* _raw_lock.ts #watch L347: Atomics.compareExchange(STATE, FREE, id | LOOK) -> seen */
           seen = STATE;
           if
-          :: STATE == FREE -> STATE = th + 1; serve(th); seen = 0; reg = true  /* L304 */
+          :: STATE == FREE -> STATE = th + 1 + TAKE_LOOK; serve(th); seen = 0; reg = true  /* L349 */
           :: else -> reg = false
           fi
         }
@@ -428,7 +460,21 @@ wloop:
         :: reg -> reg = false; goto wloop
         :: else
         fi;
-        d_step {    /* _raw_lock.ts #watch L307: Atomics.waitAsync(STATE, seen) */
+        if          /* L352: LOOK not set yet: set it, or start over if STATE moved */
+        :: (seen & LOOK) == 0 ->
+           d_step { /* _raw_lock.ts #setLook L305: Atomics.compareExchange(STATE, seen, seen | LOOK) */
+             if
+             :: STATE == seen -> STATE = seen | LOOK; seen = seen | LOOK
+             :: else -> seen = 0
+             fi
+           }
+           if
+           :: seen == 0 -> goto wloop
+           :: else
+           fi
+        :: else
+        fi;
+        d_step {    /* _raw_lock.ts #watch L353: Atomics.waitAsync(STATE, seen | LOOK) */
           if
           :: STATE == seen ->
              assert(qlen < QMAX);
@@ -444,7 +490,7 @@ wloop:
         :: reg ->
            reg = false;
            d_step { wwoken[th] && !busy[th] -> wwoken[th] = false; busy[th] = true }
-           WOKEN = WOKEN - 1   /* _raw_lock.ts #watch L308: Atomics.sub(WOKEN, 1) */
+           WOKEN = WOKEN - 1   /* _raw_lock.ts #watch L354: Atomics.sub(WOKEN, 1) */
         :: else
         fi;
         goto wloop

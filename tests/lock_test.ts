@@ -367,3 +367,98 @@ Deno.test("Lock.forceRelease() recovers the lock from Workers terminated at rand
     }
   }
 });
+
+Deno.test("Lock: an async waiter served by a Worker's release keeps the lock when its signal aborts at once, and its listener is removed", async () => {
+  // serve() resolves the waiter first and clears its timer, abort listener and
+  // keep-alive one microtask later (after the waiter's own continuation): an
+  // abort in that continuation must change nothing, and the clean-up must
+  // still happen (the listener's removal is watched on the signal itself).
+  const lock = new Lock();
+  await using w = new Driven();
+  await w.call("attachLock", { buffer: lock.buffer });
+  await w.call("acquireSync");
+  await w.expect("waiting");
+  await w.expect("locked");
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const removed: string[] = [];
+  const remove = signal.removeEventListener.bind(signal);
+  signal.removeEventListener = (type: string, ...rest: [EventListener]) => {
+    removed.push(type);
+    remove(type, ...rest);
+  };
+  const first = lock.acquire({ timeout: 60_000, signal });
+  const second = lock.acquire(); // patient: holds the keep-alive while queued
+  await pause(5); // let the watcher register; the assertions hold however long this is
+  await w.call("release");
+  assert.equal(await first, true);
+  controller.abort(new Error("too late")); // may run before the deferred clean-up
+  assert.equal(lock.acquireSync({ blocking: false }), false);
+  await pause(0); // a later task: the clean-up ran, the lock is still ours
+  assert.deepEqual(removed, ["abort"]);
+  assert.equal(lock.locked, true);
+  lock.release(); // direct handoff to `second`, served the same way
+  assert.equal(await second, true);
+  lock.release();
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock: two Workers asleep in acquireSync() both get the lock, one after the other, from one release", async () => {
+  // The first sleeper to be woken takes the lock with LOOK set in the lock
+  // word (the other one may still sleep): without it, its own release would
+  // read no other word and leave the second sleeper asleep until its timeout.
+  const lock = new Lock();
+  await using w1 = new Driven();
+  await using w2 = new Driven();
+  for (const w of [w1, w2]) await w.call("attachLock", { buffer: lock.buffer });
+  lock.acquireSync();
+  const options = { timeout: 10_000 };
+  const got = [w1, w2].map((w, i) => w.call("acquireSync", { options }).then((ok) => ({ ok, i })));
+  await w1.expect("waiting");
+  await w2.expect("waiting");
+  await pause(50); // let both block; the assertions hold however long this is
+  lock.release(); // wakes one sleeper
+  const first = await Promise.race(got);
+  assert.equal(first.ok, true);
+  const [winner, loser] = first.i === 0 ? [w1, w2] : [w2, w1];
+  const t0 = performance.now();
+  await winner.call("release"); // must wake the other sleeper
+  const second = await got[1 - first.i];
+  const took = performance.now() - t0;
+  // Woken, not timed out: a sleeper that times out takes the free lock too, but only at 10 s.
+  assert.equal(second.ok, true);
+  assert.ok(took < options.timeout / 2, `the second sleeper got the lock only after ${took} ms`);
+  await loser.call("release");
+  assert.equal(lock.locked, false);
+});
+
+Deno.test("Lock.forceRelease() of a terminated holder wakes a Worker asleep in acquireSync()", async () => {
+  // The sleeper set LOOK on the dead holder's lock word: forceRelease() must
+  // match the holder's id under that bit, and wake the sleeper.
+  const lock = new Lock();
+  const dead = new Driven();
+  let id: number;
+  try {
+    id = await dead.call("attachLock", { buffer: lock.buffer }) as number;
+    await dead.call("acquireSync");
+    await dead.expect("waiting");
+    await dead.expect("locked");
+  } finally {
+    dead.worker.terminate();
+  }
+  await using sleeper = new Driven();
+  await sleeper.call("attachLock", { buffer: lock.buffer });
+  const options = { timeout: 10_000 };
+  const got = sleeper.call("acquireSync", { options });
+  await sleeper.expect("waiting");
+  await pause(50); // let it block; the assertions hold however long this is
+  assert.equal(lock.forceRelease(lock.id), false);
+  const t0 = performance.now();
+  assert.equal(lock.forceRelease(id), true);
+  assert.equal(await got, true);
+  const took = performance.now() - t0;
+  assert.ok(took < options.timeout / 2, `the sleeper got the lock only after ${took} ms`);
+  assert.equal(lock.forceRelease(id), false);
+  await sleeper.call("release");
+  assert.equal(lock.locked, false);
+});

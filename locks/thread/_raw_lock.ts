@@ -3,13 +3,23 @@
 // it; and, in front of it, a queue of the async waiters of each attachment.
 //
 // words (Int32, after the header of _layout.ts):
-//   STATE      0 = free, otherwise the attachment id of the holder (ids are
-//              1..2^31-1). Only a CAS 0 -> id takes a free lock; only release()
-//              (exchange -> 0) or forceRelease(id) (CAS id -> 0) frees it; a
-//              direct handoff (CAS holder -> id, never through 0) passes it on.
-//              Taking the lock and recording who took it are one atomic step,
-//              so a Worker terminated at any point either holds the lock under
-//              its own id or does not hold it.
+//   STATE      0 = free. Otherwise:
+//                bits 0..29  the attachment id of the holder (ids are 1..2^30-1)
+//                bit 30      LOOK: somebody may sleep on STATE; the release
+//                            that frees the lock must look at WAITERS
+//                bit 31      unused (Atomics.wait needs Int32: keep it >= 0)
+//              Only a CAS 0 -> id (newcomer) or 0 -> id|LOOK (a sync waiter
+//              or a watcher, which may leave others asleep) takes a free lock;
+//              only release() (exchange -> 0) or forceRelease(id) (CAS
+//              id[|LOOK] -> 0) frees it; a direct handoff (CAS holder -> id,
+//              never through 0) passes it on and keeps LOOK. A waiter sets LOOK
+//              (CAS h -> h|LOOK) before it waits, and waits only on a value with
+//              LOOK; no step clears LOOK but the one that frees the lock, and
+//              that step, seeing LOOK, looks at WAITERS. So a release whose
+//              exchange returns no LOOK (the uncontended case) reads no other
+//              word. Taking the lock and recording who took it are one atomic
+//              step, so a Worker terminated at any point either holds the lock
+//              under its own id or does not hold it.
 //   WAITERS    bits 0..15: sync waiters (SYNC_ONE each), threads between "about
 //              to wait" and "done waiting" in acquireSync() (at most 65535).
 //              Bits 16..31: watchers (ASYNC_ONE each): attachments whose queue
@@ -32,28 +42,32 @@
 // Transitions:
 //   acquire  CAS STATE 0 -> id (async: only when this attachment's queue is
 //            empty, so a newcomer does not pass queued waiters).
-//   wait     sync: WAITERS += SYNC_ONE; loop { CAS 0 -> id; wait on STATE while
-//            it is the value the CAS saw }; WAITERS -= SYNC_ONE.
+//   wait     sync: WAITERS += SYNC_ONE; loop { CAS 0 -> id|LOOK; if it saw a
+//            holder h without LOOK, CAS h -> h|LOOK (seen another value: loop);
+//            wait on STATE while it is h|LOOK }; WAITERS -= SYNC_ONE.
 //            async: join the queue; if no watcher runs, start one.
-//   watch    WAITERS += ASYNC_ONE; while the queue is not empty { CAS 0 -> id:
-//            if won, serve the head (resolve its promise) and loop; else
-//            waitAsync on STATE while it is the value the CAS saw };
-//            WAITERS -= ASYNC_ONE. A watcher ends only when a wake-up finds the
-//            queue empty, so its count covers its registration in the engine.
-//            Sync waiters and watchers count themselves before their CAS, so a
-//            release either sees WAITERS > 0 and notifies, or happened before
-//            the CAS, which then succeeds (no lost wake-up).
+//   watch    WAITERS += ASYNC_ONE; while the queue is not empty { CAS 0 ->
+//            id|LOOK: if won, serve the head (resolve its promise) and loop;
+//            else set LOOK as a sync waiter does and waitAsync on STATE while
+//            it is h|LOOK }; WAITERS -= ASYNC_ONE. A watcher ends only when a
+//            wake-up finds the queue empty, so its count covers its
+//            registration in the engine. Sync waiters and watchers count
+//            themselves before they set LOOK, and a waiter's wait sees LOOK
+//            until the lock is freed, so the release that frees it sees LOOK,
+//            then WAITERS > 0, and notifies (no lost wake-up).
 //   release  queue of the releasing attachment empty: STATE := 0 (exchange);
-//            then, by the WAITERS it loads: a watcher counted -> notify all;
-//            only sync waiters -> notify one, unless WOKEN (loaded before a
-//            second load of WAITERS) covers them all; none -> none.
-//            queue not empty (direct handoff): CAS STATE holder -> id (the
-//            holder is this attachment's id but for a cross-attachment
-//            release), serve the head. Nobody is woken: the lock was never free.
-//            Only after LOCAL_BATCH handoffs in a row while WAITERS counts
-//            somebody besides this attachment's own watcher does a release
-//            free the lock (exchange -> 0, notify all) instead.
-//   force    forceRelease(id): CAS STATE id -> 0, then notify as release does.
+//            if the old value had LOOK, then, by the WAITERS it loads: a
+//            watcher counted -> notify all; only sync waiters -> notify one,
+//            unless WOKEN (loaded before a second load of WAITERS) covers them
+//            all; none -> none.
+//            queue not empty (direct handoff): CAS STATE holder -> id, LOOK
+//            kept (the holder is this attachment's id but for a
+//            cross-attachment release), serve the head. Nobody is woken: the
+//            lock was never free. Only after LOCAL_BATCH handoffs in a row
+//            while WAITERS counts somebody besides this attachment's own
+//            watcher does a release free the lock (exchange -> 0, notify all)
+//            instead.
+//   force    forceRelease(id): CAS STATE id[|LOOK] -> 0, then as release does.
 //   give up  (async timeout or abort) the waiter leaves the queue; nothing
 //            shared changes. The watcher ends at its next wake-up if the queue
 //            is empty by then.
@@ -72,9 +86,12 @@
 // leaving its word at "locked" after a wake-up, until the woken one runs). So a
 // release with only sync waiters skips its notify when WOKEN is at least their
 // count: each of them is then awake and will CAS after this release's exchange,
-// so either one takes the lock or a later holder exists whose release looks
-// again; and a notify(1) wakes the oldest sleeper first, so no sleeper is passed
-// over for ever. A watcher left woken by a terminated Worker leaves its
+// so either one takes the lock (with LOOK) or a later holder exists, on which
+// it sets LOOK before it sleeps again, so that holder's release looks again;
+// and a notify(1) wakes the oldest sleeper first, so no sleeper is passed
+// over for ever. (Once no sleeper is left, the last one to take the lock still
+// sets LOOK: one release looks at WAITERS for nothing, as the futex mutex's
+// woken waiter takes its word at "locked with waiters".) A watcher left woken by a terminated Worker leaves its
 // ASYNC_ONE too, which turns the skip off for good (more notifies, never fewer).
 //
 // Fairness: none between attachments, as with Python's threading.Lock and Go's
@@ -103,7 +120,7 @@ import { attachBuffer, HEADER_WORDS, makeBuffer, nextId } from "./_layout.ts";
 import type { Waiting } from "../_options.ts";
 import { WaitQueue } from "./_wait.ts";
 
-/** Index of the lock word: 0 or the holder's attachment id. */
+/** Index of the lock word: 0, or the holder's attachment id with LOOK maybe set. */
 const STATE = HEADER_WORDS;
 /**
  * Index of the waiter counts (sync in bits 0..15, watchers in bits 16..31):
@@ -117,6 +134,10 @@ const WORDS = WAITERS + 2;
 
 /** STATE: nobody holds the lock. */
 const FREE = 0;
+/** STATE bit 30: set only while held; the release that frees the lock must look at WAITERS. */
+const LOOK = 1 << 30;
+/** STATE bits 0..29: the holder's attachment id. */
+const ID_MASK = LOOK - 1;
 /** WAITERS: one sync waiter. */
 const SYNC_ONE = 1;
 /** WAITERS: one attachment's watcher (the one async wait of its queue). */
@@ -124,8 +145,11 @@ const ASYNC_ONE = 1 << 16;
 
 /** "FLck": marks a Lock buffer. */
 const LOCK_MAGIC = 0x464c636b;
-/** Bumped whenever a word above changes meaning or place (2: STATE holds the holder id; 3: WAITERS moved). */
-const LOCK_LAYOUT = 3;
+/**
+ * Bumped whenever a word above changes meaning or place (2: STATE holds the
+ * holder id; 3: WAITERS moved; 4: STATE's LOOK bit).
+ */
+const LOCK_LAYOUT = 4;
 
 /** Load-and-CAS rounds tried before a contended acquire registers as a waiter. */
 const SPIN = 100;
@@ -135,6 +159,8 @@ const SPIN = 100;
  */
 const LOCAL_BATCH = 32;
 
+/** Whether a STATE value asks its release to look at WAITERS. */
+const mustLook = (s: number) => (s & LOOK) !== 0;
 /** Whether a WAITERS value counts any async wait. */
 const hasAsyncWaits = (w: number) => w >>> 16 !== 0;
 /** The sync waiters a WAITERS value counts. */
@@ -157,6 +183,9 @@ export class RawLock {
       ? makeBuffer(WORDS, LOCK_MAGIC, LOCK_LAYOUT)
       : attachBuffer(buffer, WORDS, LOCK_MAGIC, LOCK_LAYOUT, "Lock");
     this.id = nextId(this.view);
+    if (this.id > ID_MASK) {
+      throw new RangeError(`Lock: attachment id ${this.id} is past the last one, ${ID_MASK}`);
+    }
   }
 
   get locked(): boolean {
@@ -165,7 +194,7 @@ export class RawLock {
 
   /** The attachment id that holds the lock, 0 when free. */
   get holder(): number {
-    return Atomics.load(this.view, STATE);
+    return Atomics.load(this.view, STATE) & ID_MASK;
   }
 
   /** Async waiters of this attachment now queued. */
@@ -209,25 +238,34 @@ export class RawLock {
   /** Releases; returns false (changing nothing) when the lock was free. */
   release(): boolean {
     if (this.#queue.size !== 0) return this.#handOff();
-    if (Atomics.exchange(this.view, STATE, FREE) === FREE) return false;
-    if (Atomics.load(this.view, WAITERS) !== 0) this.#wake();
-    return true;
+    // Fast path: one exchange; only a LOOK in the old value sends it to WAITERS.
+    const old = Atomics.exchange(this.view, STATE, FREE);
+    if (mustLook(old)) this.#wake();
+    return old !== FREE;
   }
 
   /** Releases on behalf of attachment `id` if it holds the lock. */
   forceRelease(id: number): boolean {
-    if (id === FREE || Atomics.compareExchange(this.view, STATE, id, FREE) !== id) return false;
-    if (Atomics.load(this.view, WAITERS) !== 0) this.#wake();
-    return true;
+    const view = this.view;
+    if (id <= FREE || id > ID_MASK) return false;
+    for (;;) {
+      const s = Atomics.load(view, STATE);
+      if ((s & ID_MASK) !== id) return false;
+      if (Atomics.compareExchange(view, STATE, s, FREE) === s) {
+        if (mustLook(s)) this.#wake();
+        return true;
+      }
+    }
   }
 
   /**
-   * Wakes every async wait when any is counted (see "Why all async waits are
-   * woken"), else one sync waiter, unless all of them are woken already (see
-   * "Woken waiters in flight").
+   * After freeing a lock whose STATE had LOOK: wakes every async wait when any
+   * is counted (see "Why all async waits are woken"), else one sync waiter,
+   * unless all of them are woken already (see "Woken waiters in flight").
    */
   #wake(): void {
     const view = this.view;
+    if (Atomics.load(view, WAITERS) === 0) return;
     const woken = Atomics.load(view, WOKEN);
     const waiters = Atomics.load(view, WAITERS);
     if (!hasAsyncWaits(waiters) && syncWaits(waiters) <= woken) return;
@@ -254,11 +292,17 @@ export class RawLock {
       const s = Atomics.load(view, STATE);
       if (s === FREE) return false;
       // Held by this attachment (the usual case) or released here for another one:
-      // the holder becomes this attachment, in one step.
-      if (s === this.id || Atomics.compareExchange(view, STATE, s, this.id) === s) break;
+      // the holder becomes this attachment, in one step, LOOK kept.
+      const mine = this.id | (s & LOOK);
+      if (s === mine || Atomics.compareExchange(view, STATE, s, mine) === s) break;
     }
     this.#queue.serve();
     return true;
+  }
+
+  /** Sets LOOK on a held STATE `seen` before waiting; false when STATE was no longer `seen`. */
+  #setLook(seen: number): boolean {
+    return Atomics.compareExchange(this.view, STATE, seen, seen | LOOK) === seen;
   }
 
   #spin(): boolean {
@@ -276,11 +320,12 @@ export class RawLock {
     Atomics.add(view, WAITERS, SYNC_ONE);
     try {
       for (;;) {
-        const seen = Atomics.compareExchange(view, STATE, FREE, this.id);
+        const seen = Atomics.compareExchange(view, STATE, FREE, this.id | LOOK);
         if (seen === FREE) return true;
         const left = deadline - performance.now();
         if (left <= 0) return false;
-        if (Atomics.wait(view, STATE, seen, left) === "ok") Atomics.sub(view, WOKEN, 1);
+        if (!mustLook(seen) && !this.#setLook(seen)) continue;
+        if (Atomics.wait(view, STATE, seen | LOOK, left) === "ok") Atomics.sub(view, WOKEN, 1);
       }
     } finally {
       Atomics.sub(view, WAITERS, SYNC_ONE);
@@ -299,12 +344,13 @@ export class RawLock {
     Atomics.add(view, WAITERS, ASYNC_ONE);
     try {
       while (queue.size !== 0) {
-        const seen = Atomics.compareExchange(view, STATE, FREE, this.id);
+        const seen = Atomics.compareExchange(view, STATE, FREE, this.id | LOOK);
         if (seen === FREE) {
           queue.serve();
           continue;
         }
-        const wait = Atomics.waitAsync(view, STATE, seen);
+        if (!mustLook(seen) && !this.#setLook(seen)) continue;
+        const wait = Atomics.waitAsync(view, STATE, seen | LOOK);
         if (wait.async && await wait.value === "ok") Atomics.sub(view, WOKEN, 1);
       }
     } finally {

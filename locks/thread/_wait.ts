@@ -157,13 +157,33 @@ export class WaitQueue {
     return promise;
   }
 
-  /** Takes the head waiter out of the queue and resolves it with `true` (the caller got it the lock). */
+  /**
+   * Takes the head waiter out of the queue and resolves it with `true` (the
+   * caller got it the lock). Its timer, abort listener and keep-alive
+   * reference are cleared one microtask later, after the waiter's own
+   * continuation (queued first, by the resolve) has run: clearing them costs
+   * runtime calls (about 17 µs cold, measured in bench/_handoff.ts) that would
+   * otherwise sit between the release and the waiter's code. Nothing can fire
+   * in between: a timer is a later task, and an abort or timer that finds the
+   * waiter no longer `queued` does nothing.
+   */
   serve(): Waiter {
     const w = this.first!;
-    this.#unlink(w);
+    this.#detach(w);
     w.resolve(true);
+    if (w.timer !== undefined || w.onAbort !== undefined || w.patient) {
+      if (this.#served.push(w) === 1) queueMicrotask(this.#clearServed);
+    }
     return w;
   }
+
+  /** Served waiters whose timer, listener and keep-alive are still to clear. */
+  readonly #served: Waiter[] = [];
+  readonly #clearServed = () => {
+    const served = this.#served;
+    for (let i = 0; i < served.length; i++) clear(served[i]);
+    served.length = 0;
+  };
 
   #arm(w: Waiter, deadline: number): void {
     const left = deadline - performance.now();
@@ -184,6 +204,12 @@ export class WaitQueue {
 
   /** Takes `w` out of the list (its own `next` stays readable) and clears its timer and listener. */
   #unlink(w: Waiter): void {
+    this.#detach(w);
+    clear(w);
+  }
+
+  /** Takes `w` out of the list; its own `next` stays readable. */
+  #detach(w: Waiter): void {
     w.queued = false;
     const { prev, next } = w;
     if (prev === undefined) this.first = next;
@@ -191,9 +217,22 @@ export class WaitQueue {
     if (next === undefined) this.last = prev;
     else next.prev = prev;
     this.size--;
-    if (w.timer !== undefined) clearTimeout(w.timer);
-    if (w.onAbort !== undefined) w.signal!.removeEventListener("abort", w.onAbort);
-    if (w.patient) keepAlive(-1);
+  }
+}
+
+/** Clears what a waiter out of its queue still holds: its timer, abort listener, keep-alive reference. */
+function clear(w: Waiter): void {
+  if (w.timer !== undefined) {
+    clearTimeout(w.timer);
+    w.timer = undefined;
+  }
+  if (w.onAbort !== undefined) {
+    w.signal!.removeEventListener("abort", w.onAbort);
+    w.onAbort = undefined;
+  }
+  if (w.patient) {
+    w.patient = false;
+    keepAlive(-1);
   }
 }
 
