@@ -52,6 +52,15 @@ export interface Mechanism {
    * @throws {LockError} for any other failure.
    */
   tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean;
+  /**
+   * Whether a `tryLock` in this mode would succeed now, asked without taking
+   * anything: no other handle holds a conflicting lock (on the byte `slot`,
+   * when given). Linux only (`fcntl(F_OFD_GETLK)`, one call); undefined where
+   * the OS has no such test (Windows, macOS), whose callers lock and unlock.
+   *
+   * @throws {LockError} when the OS refuses.
+   */
+  readonly wouldLock?: (handle: Handle, exclusive: boolean, path: string, slot?: number) => boolean;
   /** Waits in the kernel, blocking the calling thread, until locked (`slot` as for tryLock). */
   lockSync(handle: Handle, exclusive: boolean, path: string, slot?: number): void;
   /**

@@ -12,6 +12,12 @@ export interface UnixCalls {
   close(fd: number): number;
   /** One attempt to lock (the byte `slot` when given, and the OS has ranges), without waiting. */
   tryLock(fd: number, exclusive: boolean, slot?: number): number;
+  /**
+   * Tests for a conflicting lock without taking one (Linux's F_OFD_GETLK):
+   * 0 when none, 1 when another descriptor holds one, -1 with errno on
+   * failure. Absent where the OS cannot test (macOS flock).
+   */
+  testLock?(fd: number, exclusive: boolean, slot?: number): number;
   /** Waits on this thread until locked. */
   lockWait(fd: number, exclusive: boolean, slot?: number): number;
   /** Waits on a pool thread until locked (errno is lost). */
@@ -64,6 +70,18 @@ export function unixMechanism(
         // fcntl never reports: errno had been overwritten on this thread between
         // the two FFI calls. Trust an error only when a second attempt repeats it.
         if (e === seen || attempt >= 3) throw fail("lock", path, e);
+        seen = e;
+      }
+    },
+    wouldLock: calls.testLock === undefined ? undefined : (handle, exclusive, path, slot) => {
+      const test = calls.testLock!;
+      let seen = 0;
+      for (let attempt = 1;; attempt++) {
+        const held = test(handle as number, exclusive, slot);
+        if (held >= 0) return held === 0;
+        const e = calls.errno();
+        if (e === EINTR) continue;
+        if (e === seen || attempt >= 3) throw fail("test the lock on", path, e); // as in tryLock
         seen = e;
       }
     },

@@ -124,6 +124,10 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   const WRITE = flock(F_WRLCK);
   const READ = flock(F_RDLCK);
   const UNLOCK = flock(F_UNLCK);
+  // F_OFD_GETLK writes the conflicting lock into its struct: one scratch
+  // struct per isolate (calls are synchronous), refilled from a template per call.
+  const probe = flock(F_UNLCK);
+  const probed = new DataView(probe.buffer);
   // Per-slot structs, made on first use: [write, read, unlock] for byte k.
   const slots: (readonly Uint8Array<ArrayBuffer>[])[] = [];
   const at = (slot: number, i: number) =>
@@ -135,6 +139,11 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
       open: (path) => open(path, O_RDWR | O_CLOEXEC),
       close,
       tryLock: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLK, lockArg(exclusive, slot)),
+      testLock: (fd, exclusive, slot) => {
+        probe.set(lockArg(exclusive, slot));
+        if (fcntl(fd, F_OFD_GETLK, probe) !== 0) return -1;
+        return probed.getInt16(FLOCK_L_TYPE, true) === F_UNLCK ? 0 : 1;
+      },
       lockWait: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
       lockWaitAsync: (fd, exclusive, slot) =>
         fcntl_wait(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),

@@ -176,6 +176,22 @@ export class LockFile {
   }
 
   /**
+   * Whether a `tryLock` in this mode would succeed now, asked without taking
+   * the lock (one call on the idle descriptor, which holds nothing); undefined
+   * where the OS cannot tell (the mechanism's `wouldLock`).
+   */
+  wouldLock(exclusive: boolean): boolean | undefined {
+    const test = mechanism().wouldLock;
+    if (test === undefined) return undefined;
+    const handle = this.take();
+    try {
+      return test(handle, exclusive, this.path, this.slot);
+    } finally {
+      this.give(handle);
+    }
+  }
+
+  /**
    * Waits (blocking the thread) as `w` says.
    *
    * @returns the handle, or undefined when busy or timed out.

@@ -25,9 +25,19 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 // ranges: Linux OFD fcntl, Windows LockFileEx):
 //   DATA_BYTE  readers hold it shared, a writer exclusively: the exclusion.
 //   GATE_BYTE  a writer holds it exclusively from the start of its wait to its
-//              release; a reader passes it (locks it shared, takes DATA_BYTE,
-//              unlocks it), so a reader that arrives once a writer waits
-//              waits behind that writer.
+//              release; a reader that finds it held waits for it (locks it
+//              shared, takes DATA_BYTE, unlocks it), so a reader that arrives
+//              once a writer waits waits behind that writer.
+// A reader first looks at the gate where the OS can look without locking
+// (Linux: one F_OFD_GETLK): when no writer holds it, the reader takes
+// DATA_BYTE shared at once and never touches the gate, so an uncontended read
+// costs two calls (test, lock) and its release one (unlock DATA_BYTE), and a
+// reader never holds the gate while a writer could want it. The race: a
+// writer that takes the gate just after a reader looked finds that reader in
+// DATA_BYTE (or about to be) and waits for it as for the readers already in:
+// one read hold more, once; readers that look after it wait at the gate.
+// Windows has no test call (a try on the gate would be a lock and an unlock):
+// its readers always pass the gate, three calls.
 // A writer holding the gate waits only for the readers already in, and none
 // can join them: that wait is short. A writer that waits forever parks it in
 // the kernel (LockFile.lockBounded); one with a timeout or signal, which must
@@ -37,9 +47,10 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 //
 // Python fasteners locks the whole file with lockf on Linux, which conflicts
 // with both bytes: its writers exclude ours and readers of both kinds, and
-// its readers wait for our writers' gate too. On Windows it locks byte 0,
-// DATA_BYTE: it is excluded as before but does not see the gate. macOS flock
-// has no ranges: there DATA_BYTE is the whole file and there is no gate.
+// its readers wait for our writers' gate too (our readers see its writer on
+// the gate and wait there). On Windows it locks byte 0, DATA_BYTE: it is
+// excluded as before but does not see the gate. macOS flock has no ranges:
+// there DATA_BYTE is the whole file and there is no gate.
 
 /** The byte the exclusion is on: fasteners' byte on Windows, inside its whole-file lock on Linux. */
 const DATA_BYTE = 0;
@@ -165,9 +176,21 @@ export class InterProcessReaderWriterLock {
     return handle === undefined ? 0 : this.#holdRead(handle);
   }
 
+  /**
+   * Fast path of a read where the OS can look at the gate (see the top of the
+   * file): no writer on the gate, so DATA_BYTE shared at once. @returns its
+   * handle, or undefined when a writer is at the gate or holds DATA_BYTE.
+   */
+  #readPastGate(): Handle | undefined {
+    return this.#gate.wouldLock(false) === true ? this.#data.tryLock(false) : undefined;
+  }
+
   /** Passes the gate, then takes DATA_BYTE shared. @returns its handle, or undefined. */
   async #lockRead(w: Waiting): Promise<Handle | undefined> {
     if (!gated()) return await this.#data.lock(false, w);
+    w.signal?.throwIfAborted();
+    const direct = this.#readPastGate();
+    if (direct !== undefined) return direct;
     const start = performance.now();
     const pass = await this.#gate.lock(false, w);
     if (pass === undefined) return undefined;
@@ -181,6 +204,9 @@ export class InterProcessReaderWriterLock {
 
   #lockReadSync(w: Waiting): Handle | undefined {
     if (!gated()) return this.#data.lockSync(false, w, this.#name);
+    w.signal?.throwIfAborted();
+    const direct = this.#readPastGate();
+    if (direct !== undefined) return direct;
     const start = performance.now();
     const pass = this.#gate.lockSync(false, w, this.#name);
     if (pass === undefined) return undefined;
