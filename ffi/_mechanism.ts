@@ -71,6 +71,14 @@ export interface Mechanism {
    *   (interrupted): the caller tries again, and a `tryLock` tells it the error.
    */
   lock(handle: Handle, exclusive: boolean, slot?: number): Promise<boolean>;
+  /**
+   * Sleeps `ms` milliseconds (fractions too) on a pool thread (an FFI call
+   * declared `nonblocking: true`), without blocking the event loop: for
+   * polls that must be finer than Deno's `setTimeout`, whose smallest delay
+   * takes about 2 ms. Never longer than asked, give or take the scheduling;
+   * it may end early. Linux only (`usleep`); undefined elsewhere.
+   */
+  readonly pause?: (ms: number) => Promise<void>;
   /** Unlocks (the byte `slot`, when given). @throws {LockError} when the OS refuses. */
   unlock(handle: Handle, path: string, slot?: number): void;
 }

@@ -23,6 +23,8 @@ export interface UnixCalls {
   /** Waits on a pool thread until locked (errno is lost). */
   lockWaitAsync(fd: number, exclusive: boolean, slot?: number): Promise<number>;
   unlock(fd: number, slot?: number): number;
+  /** Sleeps `us` microseconds on a pool thread (usleep); absent where not declared. */
+  pause?(us: number): Promise<number>;
   /** This thread's errno, read right after a failed call. */
   errno(): number;
 }
@@ -84,6 +86,10 @@ export function unixMechanism(
         if (e === seen || attempt >= 3) throw fail("test the lock on", path, e); // as in tryLock
         seen = e;
       }
+    },
+    pause: calls.pause === undefined ? undefined : async (ms) => {
+      // An interrupted sleep (EINTR) only ends early: the caller tries its lock again.
+      await calls.pause!(Math.max(1, Math.round(ms * 1000)));
     },
     lockSync(handle: Handle, exclusive: boolean, path: string, slot?: number): void {
       let seen = 0;

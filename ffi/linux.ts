@@ -43,6 +43,13 @@ export const LINUX_SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  usleep: {
+    parameters: [
+      "u32", // useconds_t usec
+    ],
+    result: "i32", // 0, or -1 with errno (EINTR)
+    nonblocking: true, // sleeps on a pool thread: a finer timer than setTimeout's ~2 ms ticks
+  },
   __errno_location: {
     parameters: [],
     result: "pointer", // int *: this thread's errno
@@ -119,7 +126,8 @@ export function flock(type: number, slot?: number): Uint8Array<ArrayBuffer> {
 
 /** The Linux mechanism over an opened libc. */
 export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
-  const { open, close, fcntl, fcntl_wait, __errno_location } = dlopen(LIBC, LINUX_SYMBOLS).symbols;
+  const { open, close, fcntl, fcntl_wait, usleep, __errno_location } =
+    dlopen(LIBC, LINUX_SYMBOLS).symbols;
   // The kernel only reads these, so one of each serves every call on every thread.
   const WRITE = flock(F_WRLCK);
   const READ = flock(F_RDLCK);
@@ -147,6 +155,7 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
       lockWait: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
       lockWaitAsync: (fd, exclusive, slot) =>
         fcntl_wait(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
+      pause: (us) => usleep(us),
       unlock: (fd, slot) => fcntl(fd, F_OFD_SETLK, slot === undefined ? UNLOCK : at(slot, 2)),
       errno: () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
     },

@@ -351,6 +351,25 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "InterProcessReaderWriterLock: an abortable writer waiting at the gate leaves on abort and lets readers in",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    await using _reader = await holder("read", path);
+    const rw = new InterProcessReaderWriterLock(path);
+    const controller = new AbortController();
+    const writing = rw.acquireWriteLock({ signal: controller.signal });
+    await untilReadersWait(path); // it holds the gate and polls byte 0
+    controller.abort(new Error("stop waiting"));
+    await assert.rejects(writing, /stop waiting/);
+    assert.equal(rw.writeAcquired, false);
+    assert.equal(await tryIn("read", path), "acquired", "the gate was let go");
+  },
+});
+
+Deno.test({
   name: "InterProcessReaderWriterLock: a waiting writer in a Worker goes before new readers",
   ignore: !gated,
   async fn() {

@@ -31,8 +31,9 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 // A reader first looks at the gate where the OS can look without locking
 // (Linux: one F_OFD_GETLK): when no writer holds it, the reader takes
 // DATA_BYTE shared at once and never touches the gate, so an uncontended read
-// costs two calls (test, lock) and its release one (unlock DATA_BYTE), and a
-// reader never holds the gate while a writer could want it. The race: a
+// costs two calls (test, lock) and its release one (unlock DATA_BYTE); only
+// a reader that found a writer there ever holds the gate (briefly, shared,
+// once that writer has left). Releasing a read unlocks DATA_BYTE alone. The race: a
 // writer that takes the gate just after a reader looked finds that reader in
 // DATA_BYTE (or about to be) and waits for it as for the readers already in:
 // one read hold more, once; readers that look after it wait at the gate.
@@ -41,7 +42,8 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 // A writer holding the gate waits only for the readers already in, and none
 // can join them: that wait is short. A writer that waits forever parks it in
 // the kernel (LockFile.lockBounded); one with a timeout or signal, which must
-// be able to leave, tries every millisecond, never slower. The gate orders; DATA_BYTE alone
+// be able to leave, polls (after 0.25 ms, then finer than Deno's timers allow,
+// at most 1 ms apart: POLL_STEP_MS). The gate orders; DATA_BYTE alone
 // excludes, so a process that ignores the gate is never let in wrongly.
 // A writer SIGKILLed while waiting loses the gate with its descriptors.
 //
@@ -56,6 +58,28 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 const DATA_BYTE = 0;
 /** The byte a waiting or holding writer keeps exclusively and a reader passes. */
 const GATE_BYTE = 1;
+
+/**
+ * A timed or abortable writer that holds the gate polls DATA_BYTE after
+ * 0.25 ms, then 0.5 and 0.75 ms more, then every POLL_MAX_MS: the readers it
+ * waits for are only those already in, often about to leave, so the first
+ * polls come soon; a reader that holds on costs it one poll a millisecond.
+ */
+const POLL_STEP_MS = 0.25;
+/** The longest pause between a timed writer's polls of DATA_BYTE. */
+const POLL_MAX_MS = 1;
+
+/**
+ * Pauses `ms` (fractions too) between polls: on a pool thread where the OS
+ * layer can (Deno's smallest `setTimeout` takes about 2 ms), else on a timer.
+ * An abort is seen when the pause ends (within POLL_MAX_MS), or at once on a timer.
+ */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  const osPause = mechanism().pause;
+  if (osPause === undefined) return await sleep(ms, signal);
+  await osPause(ms);
+  signal?.throwIfAborted();
+}
 
 /** Whether this OS has byte ranges, so the gate (and writer preference) exists. */
 function gated(): boolean {
@@ -247,14 +271,14 @@ export class InterProcessReaderWriterLock {
         throw error;
       }
     }
-    // A timed or abortable writer cannot park a wait it might leave: it tries
-    // every millisecond (its readers leave within their holds), not slower.
+    // A timed or abortable writer cannot park a wait it might leave: it polls
+    // (its readers leave within their holds), finely (see POLL_STEP_MS).
     const deadline = start + w.timeout;
     try {
-      for (;;) {
+      for (let n = 1;; n++) {
         const left = deadline - performance.now();
         if (left <= 0) break;
-        await sleep(Math.min(1, left), w.signal);
+        await pause(Math.min(POLL_STEP_MS * n, POLL_MAX_MS, left), w.signal);
         data = this.#data.tryLock(true);
         if (data !== undefined) return { gate, data };
       }
@@ -277,10 +301,10 @@ export class InterProcessReaderWriterLock {
     let data: Handle | undefined;
     try {
       const left = rest(w, start);
-      // Holding the gate, the wait is short: a timed wait polls every millisecond, not slower.
+      // Holding the gate, the wait is short: a timed wait polls finely (see POLL_STEP_MS).
       data = this.#data.lockSync(
         true,
-        left.timeout === Infinity ? left : { ...left, delay: 1, maxDelay: 1 },
+        left.timeout === Infinity ? left : { ...left, delay: POLL_STEP_MS, maxDelay: POLL_MAX_MS },
         this.#name,
       );
     } finally {
