@@ -305,7 +305,8 @@ export class LockFile {
       for (;;) {
         if (m.tryLock(handle, exclusive, this.path, this.slot)) break;
         if (!tryTakeKernelWait()) {
-          await sleep(1);
+          // A pool-thread pause where the OS layer has one: setTimeout(1) takes about 2 ms.
+          await (m.pause?.(1) ?? sleep(1));
           continue;
         }
         let locked: boolean;
