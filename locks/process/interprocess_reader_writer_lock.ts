@@ -33,17 +33,19 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 // DATA_BYTE shared at once and never touches the gate, so an uncontended read
 // costs two calls (test, lock) and its release one (unlock DATA_BYTE); only
 // a reader that found a writer there ever holds the gate (briefly, shared,
-// once that writer has left). Releasing a read unlocks DATA_BYTE alone. The race: a
-// writer that takes the gate just after a reader looked finds that reader in
-// DATA_BYTE (or about to be) and waits for it as for the readers already in:
-// one read hold more, once; readers that look after it wait at the gate.
+// once that writer has left). Releasing a read unlocks DATA_BYTE alone.
+// The race: a writer that takes the gate just after a reader looked finds
+// that reader in DATA_BYTE (or about to be) and waits for it as for the
+// readers already in: one read hold more, once; readers that look after it
+// wait at the gate. (When the writer takes DATA_BYTE first, the reader's lock
+// fails and it waits at the gate like a later one.)
 // Windows has no test call (a try on the gate would be a lock and an unlock):
 // its readers always pass the gate, three calls.
 // A writer holding the gate waits only for the readers already in, and none
 // can join them: that wait is short. A writer that waits forever parks it in
 // the kernel (LockFile.lockBounded); one with a timeout or signal, which must
-// be able to leave, polls (after 0.25 ms, then finer than Deno's timers allow,
-// at most 1 ms apart: POLL_STEP_MS). The gate orders; DATA_BYTE alone
+// be able to leave, polls (after 0.25, 0.5 and 0.75 ms, then every 1 ms:
+// POLL_STEP_MS). The gate orders; DATA_BYTE alone
 // excludes, so a process that ignores the gate is never let in wrongly.
 // A writer SIGKILLed while waiting loses the gate with its descriptors.
 //
