@@ -53,6 +53,26 @@ export interface Mechanism {
    */
   tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean;
   /**
+   * One attempt to lock the two bytes `slot` and `slot + 1` as one range, in
+   * one call: true only when both are free (Linux: one F_OFD_SETLK, l_len 2).
+   * Undefined where not offered (Windows, macOS): the caller locks each byte.
+   *
+   * @returns `true` when locked, `false` when another handle holds either byte.
+   * @throws {LockError} for any other failure.
+   */
+  readonly tryLockPair?: (
+    handle: Handle,
+    exclusive: boolean,
+    path: string,
+    slot: number,
+  ) => boolean;
+  /**
+   * Unlocks the two bytes that `tryLockPair` locked, in one call.
+   *
+   * @throws {LockError} when the OS refuses.
+   */
+  readonly unlockPair?: (handle: Handle, path: string, slot: number) => void;
+  /**
    * Whether a `tryLock` in this mode would succeed now, asked without taking
    * anything: no other handle holds a conflicting lock (on the byte `slot`,
    * when given). Linux only (`fcntl(F_OFD_GETLK)`, one call); undefined where

@@ -23,6 +23,10 @@ export interface UnixCalls {
   /** Waits on a pool thread until locked (errno is lost). */
   lockWaitAsync(fd: number, exclusive: boolean, slot?: number): Promise<number>;
   unlock(fd: number, slot?: number): number;
+  /** tryLock on the bytes `slot` and `slot + 1` as one range; absent without byte ranges. */
+  tryLockPair?(fd: number, exclusive: boolean, slot: number): number;
+  /** unlock of the two bytes from `slot`; absent without byte ranges. */
+  unlockPair?(fd: number, slot: number): number;
   /** Sleeps `us` microseconds on a pool thread (usleep); absent where not declared. */
   pause?(us: number): Promise<number>;
   /** This thread's errno, read right after a failed call. */
@@ -47,6 +51,21 @@ export function unixMechanism(
   const { ENOENT, EINTR, busy, names } = errors;
   const fail = (operation: string, path: string, e: number) =>
     osError(operation, path, e, names[e]);
+  /** One non-blocking lock call, EINTR retried: true when locked, false when busy. */
+  const attempt = (call: () => number, path: string): boolean => {
+    let seen = 0;
+    for (let n = 1;; n++) {
+      if (call() === 0) return true;
+      const e = calls.errno();
+      if (busy.includes(e)) return false;
+      if (e === EINTR) continue;
+      // A 10-minute soak once read ENOENT after a failed F_OFD_SETLK, which
+      // fcntl never reports: errno had been overwritten on this thread between
+      // the two FFI calls. Trust an error only when a second attempt repeats it.
+      if (e === seen || n >= 3) throw fail("lock", path, e);
+      seen = e;
+    }
+  };
 
   return {
     keepsIdleHandles: true,
@@ -62,17 +81,15 @@ export function unixMechanism(
       calls.close(handle as number);
     },
     tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean {
-      let seen = 0;
-      for (let attempt = 1;; attempt++) {
-        if (calls.tryLock(handle as number, exclusive, slot) === 0) return true;
-        const e = calls.errno();
-        if (busy.includes(e)) return false;
-        if (e === EINTR) continue;
-        // A 10-minute soak once read ENOENT after a failed F_OFD_SETLK, which
-        // fcntl never reports: errno had been overwritten on this thread between
-        // the two FFI calls. Trust an error only when a second attempt repeats it.
-        if (e === seen || attempt >= 3) throw fail("lock", path, e);
-        seen = e;
+      return attempt(() => calls.tryLock(handle as number, exclusive, slot), path);
+    },
+    tryLockPair: calls.tryLockPair === undefined ? undefined : (handle, exclusive, path, slot) => {
+      const lockPair = calls.tryLockPair!;
+      return attempt(() => lockPair(handle as number, exclusive, slot), path);
+    },
+    unlockPair: calls.unlockPair === undefined ? undefined : (handle, path, slot) => {
+      if (calls.unlockPair!(handle as number, slot) !== 0) {
+        throw fail("unlock", path, calls.errno());
       }
     },
     wouldLock: calls.testLock === undefined ? undefined : (handle, exclusive, path, slot) => {

@@ -111,15 +111,15 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
 
 /**
  * A `struct flock` for the whole file (l_whence SEEK_SET, l_start 0, l_len 0,
- * l_pid 0), or, given a `slot`, for the one byte at that offset (l_len 1).
+ * l_pid 0), or, given a `slot`, for the `length` bytes (default 1) from that offset.
  */
-export function flock(type: number, slot?: number): Uint8Array<ArrayBuffer> {
+export function flock(type: number, slot?: number, length = 1): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(FLOCK_SIZE);
   const view = new DataView(bytes.buffer);
   view.setInt16(FLOCK_L_TYPE, type, true);
   view.setInt16(FLOCK_L_WHENCE, SEEK_SET, true);
   view.setBigInt64(FLOCK_L_START, BigInt(slot ?? 0), true);
-  view.setBigInt64(FLOCK_L_LEN, slot === undefined ? 0n : 1n, true);
+  view.setBigInt64(FLOCK_L_LEN, slot === undefined ? 0n : BigInt(length), true);
   view.setInt32(FLOCK_L_PID, 0, true);
   return bytes;
 }
@@ -140,6 +140,10 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
   const slots: (readonly Uint8Array<ArrayBuffer>[])[] = [];
   const at = (slot: number, i: number) =>
     (slots[slot] ??= [flock(F_WRLCK, slot), flock(F_RDLCK, slot), flock(F_UNLCK, slot)])[i];
+  // Two-byte structs from byte k, made on first use: [write, read, unlock].
+  const pairs: (readonly Uint8Array<ArrayBuffer>[])[] = [];
+  const pairAt = (slot: number, i: number) =>
+    (pairs[slot] ??= [F_WRLCK, F_RDLCK, F_UNLCK].map((type) => flock(type, slot, 2)))[i];
   const lockArg = (exclusive: boolean, slot: number | undefined) =>
     slot === undefined ? (exclusive ? WRITE : READ) : at(slot, exclusive ? 0 : 1);
   return unixMechanism(
@@ -155,6 +159,8 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
       lockWait: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
       lockWaitAsync: (fd, exclusive, slot) =>
         fcntl_wait(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
+      tryLockPair: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLK, pairAt(slot, exclusive ? 0 : 1)),
+      unlockPair: (fd, slot) => fcntl(fd, F_OFD_SETLK, pairAt(slot, 2)),
       pause: (us) => usleep(us),
       unlock: (fd, slot) => fcntl(fd, F_OFD_SETLK, slot === undefined ? UNLOCK : at(slot, 2)),
       errno: () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
