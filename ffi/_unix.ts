@@ -52,10 +52,16 @@ export function unixMechanism(
   const fail = (operation: string, path: string, e: number) =>
     osError(operation, path, e, names[e]);
   /** One non-blocking lock call, EINTR retried: true when locked, false when busy. */
-  const attempt = (call: () => number, path: string): boolean => {
+  const attempt = <S extends number | undefined>(
+    call: (fd: number, exclusive: boolean, slot: S) => number,
+    fd: number,
+    exclusive: boolean,
+    slot: S,
+    path: string,
+  ): boolean => {
     let seen = 0;
     for (let n = 1;; n++) {
-      if (call() === 0) return true;
+      if (call(fd, exclusive, slot) === 0) return true;
       const e = calls.errno();
       if (busy.includes(e)) return false;
       if (e === EINTR) continue;
@@ -81,11 +87,10 @@ export function unixMechanism(
       calls.close(handle as number);
     },
     tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean {
-      return attempt(() => calls.tryLock(handle as number, exclusive, slot), path);
+      return attempt(calls.tryLock, handle as number, exclusive, slot, path);
     },
     tryLockPair: calls.tryLockPair === undefined ? undefined : (handle, exclusive, path, slot) => {
-      const lockPair = calls.tryLockPair!;
-      return attempt(() => lockPair(handle as number, exclusive, slot), path);
+      return attempt(calls.tryLockPair!, handle as number, exclusive, slot, path);
     },
     unlockPair: calls.unlockPair === undefined ? undefined : (handle, path, slot) => {
       if (calls.unlockPair!(handle as number, slot) !== 0) {
