@@ -53,6 +53,11 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 // POLL_STEP_MS). The gate orders; DATA_BYTE alone
 // excludes, so a process that ignores the gate is never let in wrongly.
 // A writer SIGKILLed while waiting loses the gate with its descriptors.
+// Between writers the kernel does not queue: when a writer leaves, the gate
+// goes to whichever waiter runs first, a writer waiting for it or readers
+// that arrived meanwhile (they pass it and hold DATA_BYTE once each, which
+// the next writer then waits for). Readers that arrive once a writer holds
+// the gate always wait for it.
 //
 // Python fasteners locks the whole file with lockf on Linux, which conflicts
 // with both bytes: its writers exclude ours and readers of both kinds, and
