@@ -12,8 +12,14 @@
 // acquireWriteLock({ timeout: 100 })` and `acquireWriteLockSync({ timeout: 100 })`.
 // The same flood with Python fasteners' InterProcessReaderWriterLock (two
 // Python reader processes, a Python writer with `timeout=0.1`), whose waits
-// that give up are counted. The script is also its own child process:
-// `… reader PATH HOLD_MS`, `… writer PATH MODE WAITS`.
+// that give up are counted. Where a writer's wait goes: the Deno readers log
+// each hold (acquired, releasing: epoch ms) and the writer each wait, so
+// that every wait splits into the readers' part (until the last reader that
+// held the lock during the wait began its release: their holds, stretched by
+// the host's scheduling) and the writer's own (from then to holding the
+// lock: its wake-up); the readers' measured holds are reported too. The
+// script is also its own child process: `… reader PATH HOLD_MS [LOG]`,
+// `… writer PATH MODE WAITS`.
 
 import { type Figure, format } from "./_report.ts";
 import { summarize, type Summary } from "./_parties.ts";
@@ -67,6 +73,58 @@ print(json.dumps(waits), flush=True)
 export interface FloodFigure extends Summary {
   gaveUp: number;
   holdNs: number;
+  /** The readers' measured holds (ns), when they logged them (Deno readers, Linux). */
+  holds?: Summary;
+  /** Each wait's part after the last reader in began its release (ns): the writer's wake-up. */
+  wake?: Summary;
+  /** Each wait's part until then (ns): the readers' holds. */
+  readers?: Summary;
+}
+
+/** [start, end] in ms of CLOCK_MONOTONIC, one clock for every process. */
+type Span = [number, number];
+
+/**
+ * CLOCK_MONOTONIC in ms (Linux), or undefined: performance.timeOrigin differs
+ * between processes by up to a millisecond, too much to line up their events.
+ */
+function monotonicClock(): (() => number) | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  const { clock_gettime } = Deno.dlopen("libc.so.6", {
+    clock_gettime: { parameters: ["i32", "buffer"], result: "i32" }, // (clockid_t, struct timespec *)
+  }).symbols;
+  const CLOCK_MONOTONIC = 1; // <linux/time.h>
+  const ts = new BigInt64Array(2); // struct timespec { time_t tv_sec; long tv_nsec; } on LP64
+  const bytes = new Uint8Array(ts.buffer);
+  return () => {
+    clock_gettime(CLOCK_MONOTONIC, bytes);
+    return Number(ts[0]) * 1e3 + Number(ts[1]) / 1e6;
+  };
+}
+
+/**
+ * Splits each writer wait into the readers' part and the writer's own (see
+ * the top of the file). Waits after the readers' last logged hold are left out.
+ */
+function split(waits: Span[], holds: Span[]): { readers: number[]; wake: number[] } {
+  const readers: number[] = [], wake: number[] = [];
+  const logged = Math.max(...holds.map(([, r]) => r));
+  for (const [t0, t1] of waits) {
+    if (t1 > logged) continue;
+    let out = t0;
+    for (const [a, r] of holds) if (a < t1 && r > t0) out = Math.max(out, Math.min(r, t1));
+    readers.push((out - t0) * 1e6);
+    wake.push((t1 - out) * 1e6);
+  }
+  return { readers, wake };
+}
+
+function readLog(path: string): Span[] {
+  let text = "";
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch { /* nothing logged */ }
+  return text.split("\n").filter((l) => l !== "").flatMap((l) => JSON.parse(l) as Span[]);
 }
 
 /** What bench/run.ts needs: by mode ("async", …, "python"). */
@@ -95,14 +153,15 @@ const denoChild = (args: string[]) =>
 /** One flood: starts 2 readers, runs the writer, stops the readers. */
 async function flood(python: boolean, mode: Mode, waits: number): Promise<FloodFigure> {
   const path = await Deno.makeTempFile({ prefix: "fasteners-rw-flood-" });
-  const reader = () =>
+  const logs = [`${path}.r0`, `${path}.r1`]; // the readers' holds (Linux)
+  const reader = (i: number) =>
     python
       ? spawn(PYTHON, ["-c", PY_READER, path, String(HOLD_MS)])
-      : denoChild(["reader", path, String(HOLD_MS)]);
+      : denoChild(["reader", path, String(HOLD_MS), logs[i]]);
   const readers: Deno.ChildProcess[] = [];
   try {
     for (let i = 0; i < 2; i++) {
-      const r = reader();
+      const r = reader(i);
       readers.push(r);
       if ((await firstLine(r)) !== "ready") throw new Error("reader not ready");
       await new Promise((resolve) => setTimeout(resolve, HOLD_MS / 2));
@@ -112,13 +171,25 @@ async function flood(python: boolean, mode: Mode, waits: number): Promise<FloodF
       : denoChild(["writer", path, mode, String(waits)]);
     const line = await firstLine(writer);
     await writer.status;
-    const ms: (number | null)[] = JSON.parse(line);
+    const out: (number | null)[] | { waits: (number | null)[]; spans: Span[] } = JSON.parse(line);
+    const ms = Array.isArray(out) ? out : out.waits;
     const ns = ms.map((m) => m === null ? Infinity : m * 1e6);
-    return {
+    const figure: FloodFigure = {
       ...summarize(ns),
       gaveUp: ns.filter((w) => w === Infinity).length,
       holdNs: HOLD_MS * 1e6,
     };
+    for (const r of readers) r.kill("SIGKILL"); // before reading their logs
+    const holds = logs.flatMap(readLog);
+    if (!Array.isArray(out) && holds.length > 0) {
+      figure.holds = summarize(holds.map(([a, r]) => (r - a) * 1e6));
+      const parts = split(out.spans, holds);
+      if (parts.wake.length > 0) {
+        figure.readers = summarize(parts.readers);
+        figure.wake = summarize(parts.wake);
+      }
+    }
+    return figure;
   } finally {
     for (const r of readers) {
       try {
@@ -127,7 +198,7 @@ async function flood(python: boolean, mode: Mode, waits: number): Promise<FloodF
       await r.status;
       await r.stdout.cancel().catch(() => {});
     }
-    await Deno.remove(path).catch(() => {});
+    for (const f of [path, ...logs]) await Deno.remove(f).catch(() => {});
   }
 }
 
@@ -157,8 +228,15 @@ export async function rwFloodProcessFigures(
   const command = `deno run --allow-all bench/_rw_flood_process.ts ${waits}`;
   const fmt = (ns: number) => ns === Infinity ? "∞ (gave up)" : format(ns, "ns");
   const report = (name: string, s: FloodFigure, ours: boolean) => {
+    const part = (what: string, p: Summary | undefined) =>
+      p === undefined ? "" : `; ${what} p50 ${fmt(p.p50)}, p99 ${fmt(p.p99)}, max ${fmt(p.max)}`;
     const detail = `p90 ${fmt(s.p90)}, p99 ${fmt(s.p99)}, max ${fmt(s.max)}, ${s.n} waits` +
-      (s.gaveUp > 0 ? `; gave up (timed out at ${TIMEOUT_MS} ms) ${s.gaveUp} of ${s.n} times` : "");
+      (s.gaveUp > 0
+        ? `; gave up (timed out at ${TIMEOUT_MS} ms) ${s.gaveUp} of ${s.n} times`
+        : "") +
+      part("readers' measured holds", s.holds) +
+      part("its wait until the last reader in began its release", s.readers) +
+      part("from then to holding the lock", s.wake);
     add({
       section: SECTION,
       name: `${name} wait p50`,
@@ -217,37 +295,56 @@ function sleepSync(ms: number): void {
 async function writer(path: string, mode: Mode, n: number): Promise<void> {
   const rw = new InterProcessReaderWriterLock(path);
   const waits: (number | null)[] = [];
+  const spans: Span[] = [];
+  const clock = monotonicClock();
   for (let i = 0; i < n; i++) {
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 2));
+    const m0 = clock?.() ?? 0;
     const t0 = performance.now();
     const got = mode === "async"
       ? await rw.acquireWriteLock()
       : mode === "async-timeout"
       ? await rw.acquireWriteLock({ timeout: TIMEOUT_MS })
       : rw.acquireWriteLockSync({ timeout: TIMEOUT_MS });
-    waits.push(got ? performance.now() - t0 : null);
-    if (got) rw.releaseWriteLock();
+    const t1 = performance.now();
+    const m1 = clock?.() ?? 0;
+    waits.push(got ? t1 - t0 : null);
+    if (got) {
+      rw.releaseWriteLock();
+      if (clock !== undefined) spans.push([m0, m1]);
+    }
   }
-  console.log(JSON.stringify(waits));
+  console.log(JSON.stringify({ waits, spans }));
 }
 
-function reader(path: string, holdMs: number): void {
+function reader(path: string, holdMs: number, log: string | undefined): void {
   const rw = new InterProcessReaderWriterLock(path);
   let first = true;
+  let holds: Span[] = [];
+  const clock = log === undefined ? undefined : monotonicClock();
   for (;;) {
     rw.acquireReadLockSync();
+    const acquired = clock?.() ?? 0;
     if (first) {
       console.log("ready");
       first = false;
     }
     sleepSync(holdMs);
+    const releasing = clock?.() ?? 0;
     rw.releaseReadLock();
+    if (clock === undefined) continue;
+    holds.push([acquired, releasing]);
+    // Outside the hold, every 10 holds: the parent kills the reader at the end.
+    if (holds.length === 10) {
+      Deno.writeTextFileSync(log!, JSON.stringify(holds) + "\n", { append: true });
+      holds = [];
+    }
   }
 }
 
 if (import.meta.main) {
   const [role, ...args] = Deno.args;
-  if (role === "reader") reader(args[0], Number(args[1]));
+  if (role === "reader") reader(args[0], Number(args[1]), args[2]);
   else if (role === "writer") await writer(args[0], args[1] as Mode, Number(args[2]));
   else {
     const figures: Figure[] = [];

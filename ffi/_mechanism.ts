@@ -52,6 +52,35 @@ export interface Mechanism {
    * @throws {LockError} for any other failure.
    */
   tryLock(handle: Handle, exclusive: boolean, path: string, slot?: number): boolean;
+  /**
+   * One attempt to lock the two bytes `slot` and `slot + 1` as one range, in
+   * one call: true only when both are free (Linux: one F_OFD_SETLK, l_len 2).
+   * Undefined where not offered (Windows, macOS): the caller locks each byte.
+   *
+   * @returns `true` when locked, `false` when another handle holds either byte.
+   * @throws {LockError} for any other failure.
+   */
+  readonly tryLockPair?: (
+    handle: Handle,
+    exclusive: boolean,
+    path: string,
+    slot: number,
+  ) => boolean;
+  /**
+   * Unlocks the two bytes that `tryLockPair` locked, in one call.
+   *
+   * @throws {LockError} when the OS refuses.
+   */
+  readonly unlockPair?: (handle: Handle, path: string, slot: number) => void;
+  /**
+   * Whether a `tryLock` in this mode would succeed now, asked without taking
+   * anything: no other handle holds a conflicting lock (on the byte `slot`,
+   * when given). Linux only (`fcntl(F_OFD_GETLK)`, one call); undefined where
+   * the OS has no such test (Windows, macOS), whose callers lock and unlock.
+   *
+   * @throws {LockError} when the OS refuses.
+   */
+  readonly wouldLock?: (handle: Handle, exclusive: boolean, path: string, slot?: number) => boolean;
   /** Waits in the kernel, blocking the calling thread, until locked (`slot` as for tryLock). */
   lockSync(handle: Handle, exclusive: boolean, path: string, slot?: number): void;
   /**
@@ -62,6 +91,14 @@ export interface Mechanism {
    *   (interrupted): the caller tries again, and a `tryLock` tells it the error.
    */
   lock(handle: Handle, exclusive: boolean, slot?: number): Promise<boolean>;
+  /**
+   * Sleeps `ms` milliseconds (fractions too) on a pool thread (an FFI call
+   * declared `nonblocking: true`), without blocking the event loop: for
+   * polls that must be finer than Deno's `setTimeout`, whose smallest delay
+   * takes about 2 ms. Never longer than asked, give or take the scheduling;
+   * it may end early. Linux only (`usleep`); undefined elsewhere.
+   */
+  readonly pause?: (ms: number) => Promise<void>;
   /** Unlocks (the byte `slot`, when given). @throws {LockError} when the OS refuses. */
   unlock(handle: Handle, path: string, slot?: number): void;
 }

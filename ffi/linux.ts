@@ -43,6 +43,13 @@ export const LINUX_SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  usleep: {
+    parameters: [
+      "u32", // useconds_t usec
+    ],
+    result: "i32", // 0, or -1 with errno (EINTR)
+    nonblocking: true, // sleeps on a pool thread: a finer timer than setTimeout's ~2 ms ticks
+  },
   __errno_location: {
     parameters: [],
     result: "pointer", // int *: this thread's errno
@@ -104,30 +111,39 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
 
 /**
  * A `struct flock` for the whole file (l_whence SEEK_SET, l_start 0, l_len 0,
- * l_pid 0), or, given a `slot`, for the one byte at that offset (l_len 1).
+ * l_pid 0), or, given a `slot`, for the `length` bytes (default 1) from that offset.
  */
-export function flock(type: number, slot?: number): Uint8Array<ArrayBuffer> {
+export function flock(type: number, slot?: number, length = 1): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(FLOCK_SIZE);
   const view = new DataView(bytes.buffer);
   view.setInt16(FLOCK_L_TYPE, type, true);
   view.setInt16(FLOCK_L_WHENCE, SEEK_SET, true);
   view.setBigInt64(FLOCK_L_START, BigInt(slot ?? 0), true);
-  view.setBigInt64(FLOCK_L_LEN, slot === undefined ? 0n : 1n, true);
+  view.setBigInt64(FLOCK_L_LEN, slot === undefined ? 0n : BigInt(length), true);
   view.setInt32(FLOCK_L_PID, 0, true);
   return bytes;
 }
 
 /** The Linux mechanism over an opened libc. */
 export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
-  const { open, close, fcntl, fcntl_wait, __errno_location } = dlopen(LIBC, LINUX_SYMBOLS).symbols;
+  const { open, close, fcntl, fcntl_wait, usleep, __errno_location } =
+    dlopen(LIBC, LINUX_SYMBOLS).symbols;
   // The kernel only reads these, so one of each serves every call on every thread.
   const WRITE = flock(F_WRLCK);
   const READ = flock(F_RDLCK);
   const UNLOCK = flock(F_UNLCK);
+  // F_OFD_GETLK writes the conflicting lock into its struct: one scratch
+  // struct per isolate (calls are synchronous), refilled from a template per call.
+  const probe = flock(F_UNLCK);
+  const probed = new DataView(probe.buffer);
   // Per-slot structs, made on first use: [write, read, unlock] for byte k.
   const slots: (readonly Uint8Array<ArrayBuffer>[])[] = [];
   const at = (slot: number, i: number) =>
     (slots[slot] ??= [flock(F_WRLCK, slot), flock(F_RDLCK, slot), flock(F_UNLCK, slot)])[i];
+  // Two-byte structs from byte k, made on first use: [write, read, unlock].
+  const pairs: (readonly Uint8Array<ArrayBuffer>[])[] = [];
+  const pairAt = (slot: number, i: number) =>
+    (pairs[slot] ??= [F_WRLCK, F_RDLCK, F_UNLCK].map((type) => flock(type, slot, 2)))[i];
   const lockArg = (exclusive: boolean, slot: number | undefined) =>
     slot === undefined ? (exclusive ? WRITE : READ) : at(slot, exclusive ? 0 : 1);
   return unixMechanism(
@@ -135,9 +151,17 @@ export function linuxMechanism(dlopen: typeof Deno.dlopen): Mechanism {
       open: (path) => open(path, O_RDWR | O_CLOEXEC),
       close,
       tryLock: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLK, lockArg(exclusive, slot)),
+      testLock: (fd, exclusive, slot) => {
+        probe.set(lockArg(exclusive, slot));
+        if (fcntl(fd, F_OFD_GETLK, probe) !== 0) return -1;
+        return probed.getInt16(FLOCK_L_TYPE, true) === F_UNLCK ? 0 : 1;
+      },
       lockWait: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
       lockWaitAsync: (fd, exclusive, slot) =>
         fcntl_wait(fd, F_OFD_SETLKW, lockArg(exclusive, slot)),
+      tryLockPair: (fd, exclusive, slot) => fcntl(fd, F_OFD_SETLK, pairAt(slot, exclusive ? 0 : 1)),
+      unlockPair: (fd, slot) => fcntl(fd, F_OFD_SETLK, pairAt(slot, 2)),
+      pause: (us) => usleep(us),
       unlock: (fd, slot) => fcntl(fd, F_OFD_SETLK, slot === undefined ? UNLOCK : at(slot, 2)),
       errno: () => new Deno.UnsafePointerView(__errno_location()!).getInt32(),
     },

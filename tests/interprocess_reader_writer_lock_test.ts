@@ -262,6 +262,62 @@ for (
 }
 
 Deno.test({
+  name:
+    "InterProcessReaderWriterLock: a reader process that arrives while a writer waits gets in after it",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    await using first = await holder("read", path);
+    await using writer = await waitingWriter(path, "forever", "async");
+    await untilReadersWait(path);
+    // A sync reader: it looks at the gate, finds the writer there and blocks in the kernel.
+    await using late = new Child(CHILD, ["hold", "read", path, "sync"]);
+    await late.expect("waiting");
+    const lateLocked = late.expect("locked").then(() => "reader");
+    const writerLocked = writer.expect("locked").then(() => "writer");
+    await first.send("release");
+    // Without preference the late reader would join the first and the writer
+    // would wait for it, which is released only below: the reader would win.
+    assert.equal(await Promise.race([lateLocked, writerLocked]), "writer");
+    await writer.send("release");
+    await writer.expect("released");
+    assert.equal(await lateLocked, "reader", "the reader gets in once the writer leaves");
+    assert.equal(await tryIn("read", path), "acquired", "readers share again");
+  },
+});
+
+Deno.test({
+  name:
+    "InterProcessReaderWriterLock: readers and writers racing in processes exclude each other and readers share",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    const state = dir.file("state");
+    await Deno.mkdir(state);
+    const race = new URL("./fixtures/rw_race.ts", import.meta.url);
+    // Back to back with no pauses, so that writers take the gate between
+    // readers' looks at it and their locks, in both sync and async code.
+    const children = [
+      new Child(race, ["writer", path, state, "300", "async"]),
+      new Child(race, ["writer", path, state, "300", "sync"]),
+      new Child(race, ["reader", path, state, "600", "sync"]),
+      new Child(race, ["reader", path, state, "600", "async"]),
+      new Child(race, ["reader", path, state, "600", "sync"]),
+    ];
+    try {
+      const results = await Promise.all(children.map((c) => c.line()));
+      for (const line of results) assert.match(line, /^ok /);
+      const shared = results.slice(2).reduce((sum, line) => sum + Number(line.split(" ")[1]), 0);
+      assert.ok(shared > 0, "readers held the lock together at least once");
+    } finally {
+      for (const child of children) await child[Symbol.asyncDispose]();
+    }
+  },
+});
+
+Deno.test({
   name: "InterProcessReaderWriterLock: a waiting writer SIGKILLed never blocks readers",
   ignore: !gated,
   async fn() {
@@ -291,6 +347,25 @@ Deno.test({
       await writer.expect("timed out");
       assert.equal(await tryIn("read", path), "acquired", `after the ${how} writer gave up`);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "InterProcessReaderWriterLock: an abortable writer waiting at the gate leaves on abort and lets readers in",
+  ignore: !gated,
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("rw.lock");
+    await using _reader = await holder("read", path);
+    const rw = new InterProcessReaderWriterLock(path);
+    const controller = new AbortController();
+    const writing = rw.acquireWriteLock({ signal: controller.signal });
+    await untilReadersWait(path); // it holds the gate and polls byte 0
+    controller.abort(new Error("stop waiting"));
+    await assert.rejects(writing, /stop waiting/);
+    assert.equal(rw.writeAcquired, false);
+    assert.equal(await tryIn("read", path), "acquired", "the gate was let go");
   },
 });
 

@@ -117,6 +117,11 @@ export class LockFile {
     return file;
   }
 
+  /** Whether async acquisitions of this isolate wait in the room of this mode. */
+  queued(exclusive: boolean): boolean {
+    return !this.#rooms[exclusive ? 0 : 1].empty;
+  }
+
   /** A descriptor to lock through: the idle one, or a new one. */
   take(): Handle {
     const handle = this.#idle;
@@ -173,6 +178,61 @@ export class LockFile {
       if (!locked) this.give(handle);
     }
     return locked ? this.held(handle, exclusive) : undefined;
+  }
+
+  /**
+   * One attempt to lock this byte and `next`, the byte after it, in one call
+   * on one descriptor (the mechanism's `tryLockPair`), counted as held by
+   * both LockFiles; release it with `unlockPair`.
+   *
+   * @returns the handle that holds both, undefined when either is busy, or
+   *   null where the OS has no such call.
+   */
+  tryLockPair(exclusive: boolean, next: LockFile): Handle | undefined | null {
+    const lockPair = mechanism().tryLockPair;
+    if (lockPair === undefined || this.slot === undefined || next.slot !== this.slot + 1) {
+      return null;
+    }
+    const handle = this.take();
+    let locked = false;
+    try {
+      locked = lockPair(handle, exclusive, this.path, this.slot);
+    } finally {
+      if (!locked) this.give(handle);
+    }
+    if (!locked) return undefined;
+    next.held(handle, exclusive);
+    return this.held(handle, exclusive);
+  }
+
+  /** Unlocks what `tryLockPair` locked and puts the descriptor back; as `unlock`, for both bytes. */
+  unlockPair(handle: Handle, exclusive: boolean, next: LockFile): void {
+    for (const file of [this, next]) {
+      if (exclusive) file.writers--;
+      else file.readers--;
+    }
+    try {
+      mechanism().unlockPair!(handle, this.path, this.slot!);
+    } finally {
+      this.give(handle);
+      for (const file of [this, next]) for (const room of file.#rooms) pollSoon(room);
+    }
+  }
+
+  /**
+   * Whether a `tryLock` in this mode would succeed now, asked without taking
+   * the lock (one call on the idle descriptor, which holds nothing); undefined
+   * where the OS cannot tell (the mechanism's `wouldLock`).
+   */
+  wouldLock(exclusive: boolean): boolean | undefined {
+    const test = mechanism().wouldLock;
+    if (test === undefined) return undefined;
+    const handle = this.take();
+    try {
+      return test(handle, exclusive, this.path, this.slot);
+    } finally {
+      this.give(handle);
+    }
   }
 
   /**
@@ -289,7 +349,8 @@ export class LockFile {
       for (;;) {
         if (m.tryLock(handle, exclusive, this.path, this.slot)) break;
         if (!tryTakeKernelWait()) {
-          await sleep(1);
+          // A pool-thread pause where the OS layer has one: setTimeout(1) takes about 2 ms.
+          await (m.pause?.(1) ?? sleep(1));
           continue;
         }
         let locked: boolean;

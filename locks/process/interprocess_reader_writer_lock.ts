@@ -25,26 +25,73 @@ import { type Handle, LockFile, lockFilePath, withLockFile } from "./_file_lock.
 // ranges: Linux OFD fcntl, Windows LockFileEx):
 //   DATA_BYTE  readers hold it shared, a writer exclusively: the exclusion.
 //   GATE_BYTE  a writer holds it exclusively from the start of its wait to its
-//              release; a reader passes it (locks it shared, takes DATA_BYTE,
-//              unlocks it), so a reader that arrives once a writer waits
-//              waits behind that writer.
+//              release; a reader that finds it held waits for it (locks it
+//              shared, takes DATA_BYTE, unlocks it), so a reader that arrives
+//              once a writer waits waits behind that writer.
+// A reader first looks at the gate where the OS can look without locking
+// (Linux: one F_OFD_GETLK): when no writer holds it, the reader takes
+// DATA_BYTE shared at once and never touches the gate, so an uncontended read
+// costs two calls (test, lock) and its release one (unlock DATA_BYTE); only
+// a reader that found a writer there ever holds the gate (briefly, shared,
+// once that writer has left). Releasing a read unlocks DATA_BYTE alone.
+// The race: a writer that takes the gate just after a reader looked finds
+// that reader in DATA_BYTE (or about to be) and waits for it as for the
+// readers already in: one read hold more, once; readers that look after it
+// wait at the gate. (When the writer takes DATA_BYTE first, the reader's lock
+// fails and it waits at the gate like a later one.)
+// Windows has no test call (a try on the gate would be a lock and an unlock):
+// its readers always pass the gate, three calls.
+// A writer first tries both bytes as one range in one call (Linux: l_len 2),
+// which succeeds only when nobody is in and no writer waits: it then holds
+// the gate and DATA_BYTE exactly as if it had taken them one by one, and
+// releases both in one call. Otherwise (and on Windows) it takes the gate,
+// then DATA_BYTE, as below.
 // A writer holding the gate waits only for the readers already in, and none
 // can join them: that wait is short. A writer that waits forever parks it in
 // the kernel (LockFile.lockBounded); one with a timeout or signal, which must
-// be able to leave, tries every millisecond, never slower. The gate orders; DATA_BYTE alone
+// be able to leave, polls (after 0.25, 0.5 and 0.75 ms, then every 1 ms:
+// POLL_STEP_MS). The gate orders; DATA_BYTE alone
 // excludes, so a process that ignores the gate is never let in wrongly.
 // A writer SIGKILLed while waiting loses the gate with its descriptors.
+// Between writers the kernel does not queue: when a writer leaves, the gate
+// goes to whichever waiter runs first, a writer waiting for it or readers
+// that arrived meanwhile (they pass it and hold DATA_BYTE once each, which
+// the next writer then waits for). Readers that arrive once a writer holds
+// the gate always wait for it.
 //
 // Python fasteners locks the whole file with lockf on Linux, which conflicts
 // with both bytes: its writers exclude ours and readers of both kinds, and
-// its readers wait for our writers' gate too. On Windows it locks byte 0,
-// DATA_BYTE: it is excluded as before but does not see the gate. macOS flock
-// has no ranges: there DATA_BYTE is the whole file and there is no gate.
+// its readers wait for our writers' gate too (our readers see its writer on
+// the gate and wait there). On Windows it locks byte 0, DATA_BYTE: it is
+// excluded as before but does not see the gate. macOS flock has no ranges:
+// there DATA_BYTE is the whole file and there is no gate.
 
 /** The byte the exclusion is on: fasteners' byte on Windows, inside its whole-file lock on Linux. */
 const DATA_BYTE = 0;
 /** The byte a waiting or holding writer keeps exclusively and a reader passes. */
 const GATE_BYTE = 1;
+
+/**
+ * A timed or abortable writer that holds the gate polls DATA_BYTE after
+ * 0.25 ms, then 0.5 and 0.75 ms more, then every POLL_MAX_MS: the readers it
+ * waits for are only those already in, often about to leave, so the first
+ * polls come soon; a reader that holds on costs it one poll a millisecond.
+ */
+const POLL_STEP_MS = 0.25;
+/** The longest pause between a timed writer's polls of DATA_BYTE. */
+const POLL_MAX_MS = 1;
+
+/**
+ * Pauses `ms` (fractions too) between polls: on a pool thread where the OS
+ * layer can (Deno's smallest `setTimeout` takes about 2 ms), else on a timer.
+ * An abort is seen when the pause ends (within POLL_MAX_MS), or at once on a timer.
+ */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  const osPause = mechanism().pause;
+  if (osPause === undefined) return await sleep(ms, signal);
+  await osPause(ms);
+  signal?.throwIfAborted();
+}
 
 /** Whether this OS has byte ranges, so the gate (and writer preference) exists. */
 function gated(): boolean {
@@ -55,6 +102,8 @@ function gated(): boolean {
 interface WriteHold {
   readonly gate: Handle | undefined;
   readonly data: Handle;
+  /** Both bytes were taken in one call, through `data` (the gate is then undefined). */
+  readonly pair: boolean;
 }
 
 /** `w` with its timeout reduced by the time spent since `start`. */
@@ -165,9 +214,21 @@ export class InterProcessReaderWriterLock {
     return handle === undefined ? 0 : this.#holdRead(handle);
   }
 
+  /**
+   * Fast path of a read where the OS can look at the gate (see the top of the
+   * file): no writer on the gate, so DATA_BYTE shared at once. @returns its
+   * handle, or undefined when a writer is at the gate or holds DATA_BYTE.
+   */
+  #readPastGate(): Handle | undefined {
+    return this.#gate.wouldLock(false) === true ? this.#data.tryLock(false) : undefined;
+  }
+
   /** Passes the gate, then takes DATA_BYTE shared. @returns its handle, or undefined. */
   async #lockRead(w: Waiting): Promise<Handle | undefined> {
     if (!gated()) return await this.#data.lock(false, w);
+    w.signal?.throwIfAborted();
+    const direct = this.#readPastGate();
+    if (direct !== undefined) return direct;
     const start = performance.now();
     const pass = await this.#gate.lock(false, w);
     if (pass === undefined) return undefined;
@@ -181,6 +242,9 @@ export class InterProcessReaderWriterLock {
 
   #lockReadSync(w: Waiting): Handle | undefined {
     if (!gated()) return this.#data.lockSync(false, w, this.#name);
+    w.signal?.throwIfAborted();
+    const direct = this.#readPastGate();
+    if (direct !== undefined) return direct;
     const start = performance.now();
     const pass = this.#gate.lockSync(false, w, this.#name);
     if (pass === undefined) return undefined;
@@ -191,12 +255,28 @@ export class InterProcessReaderWriterLock {
     }
   }
 
+  /**
+   * Fast path of a write where the OS locks two bytes in one call: nobody in
+   * and no writer at the gate, so the gate and DATA_BYTE at once (one call to
+   * take, one to release, instead of two each). @returns the hold, or undefined.
+   */
+  #writePair(): WriteHold | undefined {
+    const both = this.#data.tryLockPair(true, this.#gate);
+    return both === null || both === undefined
+      ? undefined
+      : { gate: undefined, data: both, pair: true };
+  }
+
   /** Takes the gate, then DATA_BYTE exclusively. @returns both, or undefined. */
   async #lockWrite(w: Waiting): Promise<WriteHold | undefined> {
     if (!gated()) {
       const data = await this.#data.lock(true, w);
-      return data === undefined ? undefined : { gate: undefined, data };
+      return data === undefined ? undefined : { gate: undefined, data, pair: false };
     }
+    w.signal?.throwIfAborted();
+    // Not past writers of this isolate already queued for the gate.
+    const pair = this.#gate.queued(true) ? undefined : this.#writePair();
+    if (pair !== undefined) return pair;
     const start = performance.now();
     const gate = await this.#gate.lock(true, w);
     if (gate === undefined) return undefined;
@@ -207,7 +287,7 @@ export class InterProcessReaderWriterLock {
       this.#gate.unlock(gate, true);
       throw error;
     }
-    if (data !== undefined) return { gate, data };
+    if (data !== undefined) return { gate, data, pair: false };
     if (!w.blocking || w.timeout === 0) {
       this.#gate.unlock(gate, true);
       return undefined;
@@ -215,52 +295,55 @@ export class InterProcessReaderWriterLock {
     // Holding the gate: only the readers already in hold DATA_BYTE, and none can join them.
     if (waitsForever(w)) {
       try {
-        return { gate, data: await this.#data.lockBounded(true) };
+        return { gate, data: await this.#data.lockBounded(true), pair: false };
       } catch (error) {
         this.#gate.unlock(gate, true);
         throw error;
       }
     }
-    // A timed or abortable writer cannot park a wait it might leave: it tries
-    // every millisecond (its readers leave within their holds), not slower.
+    // A timed or abortable writer cannot park a wait it might leave: it polls
+    // (its readers leave within their holds), finely (see POLL_STEP_MS).
     const deadline = start + w.timeout;
     try {
-      for (;;) {
+      for (let n = 1;; n++) {
         const left = deadline - performance.now();
         if (left <= 0) break;
-        await sleep(Math.min(1, left), w.signal);
+        await pause(Math.min(POLL_STEP_MS * n, POLL_MAX_MS, left), w.signal);
         data = this.#data.tryLock(true);
-        if (data !== undefined) return { gate, data };
+        if (data !== undefined) return { gate, data, pair: false };
       }
       // A last try at the deadline.
       data = this.#data.tryLock(true);
     } finally {
       if (data === undefined) this.#gate.unlock(gate, true);
     }
-    return data === undefined ? undefined : { gate, data };
+    return data === undefined ? undefined : { gate, data, pair: false };
   }
 
   #lockWriteSync(w: Waiting): WriteHold | undefined {
     if (!gated()) {
       const data = this.#data.lockSync(true, w, this.#name);
-      return data === undefined ? undefined : { gate: undefined, data };
+      return data === undefined ? undefined : { gate: undefined, data, pair: false };
     }
+    w.signal?.throwIfAborted();
+    const pair = this.#writePair();
+    if (pair !== undefined) return pair;
     const start = performance.now();
     const gate = this.#gate.lockSync(true, w, this.#name);
     if (gate === undefined) return undefined;
     let data: Handle | undefined;
     try {
       const left = rest(w, start);
-      // Holding the gate, the wait is short: a timed wait polls every millisecond, not slower.
+      // Holding the gate, the wait is short: a timed wait polls finely (see POLL_STEP_MS).
       data = this.#data.lockSync(
         true,
-        left.timeout === Infinity ? left : { ...left, delay: 1, maxDelay: 1 },
+        left.timeout === Infinity ? left : { ...left, delay: POLL_STEP_MS, maxDelay: POLL_MAX_MS },
         this.#name,
       );
     } finally {
       if (data === undefined) this.#gate.unlock(gate, true);
     }
-    return data === undefined ? undefined : { gate, data };
+    return data === undefined ? undefined : { gate, data, pair: false };
   }
 
   /**
@@ -352,6 +435,7 @@ export class InterProcessReaderWriterLock {
       throw misuse(this.#name, "releaseWriteLock() without the write lock held", this.path);
     }
     this.#writer = undefined;
+    if (hold.pair) return this.#data.unlockPair(hold.data, true, this.#gate);
     try {
       this.#data.unlock(hold.data, true);
     } finally {
