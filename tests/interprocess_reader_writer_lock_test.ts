@@ -7,6 +7,7 @@ import {
   LockError,
   LockTimeoutError,
 } from "../mod.ts";
+import { mechanism, openLockFile } from "../ffi/mod.ts";
 import { Child, pythonFasteners, tempDir } from "./_helpers.ts";
 
 const CHILD = new URL("./fixtures/process_child.ts", import.meta.url);
@@ -479,4 +480,48 @@ Deno.test("InterProcessReaderWriterLock and an InterProcessLock on one path: syn
   lock.release();
   assert.ok(rw.acquireWriteLockSync({ blocking: false }));
   rw.releaseWriteLock();
+});
+
+Deno.test({
+  name:
+    "mechanism: wouldLock() sees other descriptors' locks on a byte without taking one; tryLockPair() takes two bytes at once",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using dir = await tempDir();
+    const path = dir.file("m.lock");
+    const m = mechanism();
+    const [a, b] = [openLockFile(path), openLockFile(path)];
+    try {
+      assert.equal(m.wouldLock!(b, true, path, 1), true, "nothing held");
+      assert.equal(m.tryLock(a, false, path, 1), true);
+      assert.equal(m.wouldLock!(b, false, path, 1), true, "shared beside shared");
+      assert.equal(m.wouldLock!(b, true, path, 1), false, "exclusive against shared");
+      assert.equal(m.wouldLock!(a, true, path, 1), true, "a descriptor's own lock is no conflict");
+      assert.equal(m.wouldLock!(b, true, path, 0), true, "the next byte is free");
+      assert.equal(m.tryLock(b, true, path, 1), false, "a look took nothing: still shared");
+      m.unlock(a, path, 1);
+      assert.equal(m.wouldLock!(b, true, path, 1), true);
+      // Two bytes in one call: all or nothing.
+      assert.equal(m.tryLockPair!(a, true, path, 0), true);
+      assert.equal(m.tryLock(b, false, path, 0), false, "byte 0 held");
+      assert.equal(m.tryLock(b, false, path, 1), false, "byte 1 held");
+      assert.equal(m.tryLock(b, false, path, 2), true, "byte 2 is not in the pair");
+      m.unlock(b, path, 2);
+      m.unlockPair!(a, path, 0);
+      assert.equal(m.tryLock(b, true, path, 1), true, "both released in one call");
+      assert.equal(m.tryLockPair!(a, true, path, 0), false, "one busy byte fails the pair");
+      assert.equal(m.tryLock(a, true, path, 0), true, "and the pair took nothing");
+      m.unlock(a, path, 0);
+      m.unlock(b, path, 1);
+      // A whole-file lock (the range Python fasteners' lockf takes) meets both.
+      assert.equal(m.tryLock(b, false, path), true);
+      assert.equal(m.wouldLock!(a, true, path, 1), false);
+      assert.equal(m.tryLockPair!(a, true, path, 0), false);
+      m.unlock(b, path);
+      await Promise.all([m.pause!(0.2), m.pause!(1)]); // pool-thread sleeps end
+    } finally {
+      m.close(a);
+      m.close(b);
+    }
+  },
 });
