@@ -105,8 +105,8 @@
 // anybody else waits. Sync waiters are woken one per release in the engine's
 // FIFO order when no watcher runs.
 //
-// Dead Workers: a Worker terminated while holding leaves STATE = its id, which
-// forceRelease(id) clears exactly once. (Measured in Deno 2.9: terminate()
+// Dead Workers: a Worker terminated while holding leaves STATE = its id (LOOK
+// maybe set), which forceRelease(id) clears once. (Measured in Deno 2.9: terminate()
 // stops a Worker only when its event loop next turns, never inside a
 // synchronous step; the design does not depend on it.) A Worker terminated
 // while waiting leaves its WAITERS count (sync waiter or watcher) behind (an
