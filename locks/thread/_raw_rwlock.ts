@@ -74,7 +74,9 @@
 // a write pair with the bias off pays nothing more than before. The bias
 // comes back when an attachment with a slot has taken REBIAS_AFTER read
 // holds through STATE since its last re-bias (its read CAS sets BIASED:
-// a write-heavy mix pays at most one scan per REBIAS_AFTER reads). The bias is
+// a write-heavy mix pays at most one scan per REBIAS_AFTER reads). BRAVO
+// waits a multiple of the revocation's time instead; a count needs no clock
+// read on the read path. The bias is
 // a bit of STATE rather than a word of its own so that turning it on is one
 // CAS with the check that no writer holds or queues, and turning it off one
 // CAS with taking or queueing: no window where a biased reader passes a
