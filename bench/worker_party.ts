@@ -8,7 +8,6 @@
 //   release   {kind}: read the clock (t0), release, reply {t: t0}
 //   contend   {kind, mode, control}: wait for control[GO], then acquire/increment/release
 //             until control[STOP]; reply {count}
-//   read      {control}: the same with read locks of the ReaderWriterLock
 //   flood     {holdMs, control}: hold read locks holdMs each, back to back, until control[STOP]
 //   writer    {rounds, timeoutMs}: take the write lock `rounds` times at random moments,
 //             giving up after timeoutMs; reply {waits} in ms (Infinity: gave up)
@@ -147,18 +146,6 @@ async function handle(c: Command): Promise<void> {
         }
       }
       return reply("contend", { count });
-    }
-    case "read": {
-      const control = new Int32Array(c.control!);
-      reply("ready");
-      Atomics.wait(control, GO, 0);
-      let count = 0;
-      while (Atomics.load(control, STOP) === 0) {
-        rw!.acquireReadLockSync();
-        rw!.releaseReadLock();
-        count++;
-      }
-      return reply("read", { count });
     }
     case "flood": {
       const control = new Int32Array(c.control!);

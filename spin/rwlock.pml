@@ -54,6 +54,8 @@
  *     each (the code loads those of the attachments made so far: the others
  *     were made after the revocation and see it); the slow read's re-bias
  *     (#slowReads >= REBIAS_AFTER) is a free choice at every read through STATE.
+ *   - tryRead's first load of STATE is a plain read in the code: a hint that
+ *     the load after the slot store or the CAS checks (modelled as a load).
  */
 
 #ifndef NW
@@ -188,35 +190,35 @@ inline notify_all_wseq() {
   i = 0
 }
 
-/* #readerEvent L536-538 */
+/* #readerEvent L540-542 */
 inline reader_event() {
-  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L537: Atomics.load(R_SLEEPERS) */
+  x = R_SLEEPERS;              /* _raw_rwlock.ts #readerEvent L541: Atomics.load(R_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L537: Atomics.notify(STATE) */
+     d_step { notify_all_state(); x = 0 }  /* _raw_rwlock.ts #readerEvent L541: Atomics.notify(STATE) */
   :: else
   fi
 }
 
-/* #writerEvent L653-656 */
+/* #writerEvent L657-660 */
 inline writer_event() {
 #ifndef MUT_NO_WSEQ_BUMP
-  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L654: Atomics.add(WSEQ, 1) */
+  WSEQ++;                      /* _raw_rwlock.ts #writerEvent L658: Atomics.add(WSEQ, 1) */
 #endif
-  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L655: Atomics.load(W_SLEEPERS) */
+  x = W_SLEEPERS;              /* _raw_rwlock.ts #writerEvent L659: Atomics.load(W_SLEEPERS) */
   if
   :: x != 0 ->
-     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L655: Atomics.notify(WSEQ) */
+     d_step { notify_all_wseq(); x = 0 }   /* _raw_rwlock.ts #writerEvent L659: Atomics.notify(WSEQ) */
   :: else
   fi
 }
 
-/* #passHead L714-721 */
+/* #passHead L718-725 */
 inline pass_head(t) {
   nx = t + 1;
   do
-  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L717: Atomics.store(SERVING, next) */
-     atomic {                  /* _raw_rwlock.ts #passHead L719: Atomics.compareExchange(RING[next], next, empty) */
+  :: SERVING = nx;             /* _raw_rwlock.ts #passHead L721: Atomics.store(SERVING, next) */
+     atomic {                  /* _raw_rwlock.ts #passHead L723: Atomics.compareExchange(RING[next], next, empty) */
        if
        :: ring[nx] == CANC -> ring[nx] = EMPTY; nx++
        :: else -> nx = 0; break
@@ -225,9 +227,9 @@ inline pass_head(t) {
   od
 }
 
-/* cancel L724-738 */
+/* cancel L728-742 */
 inline cancel(t) {
-  atomic {                     /* _raw_rwlock.ts cancel L728: Atomics.compareExchange(RING[t], live(t), t) */
+  atomic {                     /* _raw_rwlock.ts cancel L732: Atomics.compareExchange(RING[t], live(t), t) */
     if
     :: ring[t] == LIVE -> ring[t] = CANC; won = true
     :: else -> won = false
@@ -235,14 +237,14 @@ inline cancel(t) {
   }
   if
   :: won ->
-     d_step {                  /* _raw_rwlock.ts cancel L729: Atomics.sub(STATE, QUEUED_ONE) */
+     d_step {                  /* _raw_rwlock.ts cancel L733: Atomics.sub(STATE, QUEUED_ONE) */
        prev = STATE; STATE = STATE - QUEUED_ONE; gq--; tstat[t] = 3
      }
-     x = SERVING;              /* _raw_rwlock.ts cancel L731: Atomics.load(SERVING) */
+     x = SERVING;              /* _raw_rwlock.ts cancel L735: Atomics.load(SERVING) */
      if
      :: x == t ->
         x = 0;
-        atomic {               /* _raw_rwlock.ts cancel L732: Atomics.compareExchange(RING[t], t, empty) */
+        atomic {               /* _raw_rwlock.ts cancel L736: Atomics.compareExchange(RING[t], t, empty) */
           if
           :: ring[t] == CANC -> ring[t] = EMPTY; won = true
           :: else -> won = false
@@ -255,7 +257,7 @@ inline cancel(t) {
      :: else -> x = 0
      fi;
 #ifndef MUT_CANCEL_NO_WAKE
-     if                        /* L737 */
+     if                        /* L741 */
      :: (prev & QUEUED_MASK) == QUEUED_ONE && !WLOCKED(prev) -> reader_event()
      :: else
      fi;
@@ -268,7 +270,7 @@ inline cancel(t) {
 /* #afterSlotEmptied: a slot went to 0: wake a head that waits for the slots (SCAN). */
 inline after_slot_emptied() {
 #ifndef MUT_NO_SLOT_WAKE
-  prev = STATE;                /* _raw_rwlock.ts #afterSlotEmptied L403: Atomics.load(STATE) */
+  prev = STATE;                /* _raw_rwlock.ts #afterSlotEmptied L407: Atomics.load(STATE) */
   if
   :: MUSTSCAN(prev) -> prev = 0; writer_event()
   :: else -> prev = 0
@@ -284,7 +286,7 @@ inline slots_empty() {
   do
   :: j < NT ->
      if
-     :: slot[j] != 0 -> ok = false; break   /* _raw_rwlock.ts #slotsEmpty L413: Atomics.load(slotOf(id)) */
+     :: slot[j] != 0 -> ok = false; break   /* _raw_rwlock.ts #slotsEmpty L417: Atomics.load(slotOf(id)) */
      :: else -> j++
      fi
   :: else -> break
@@ -294,7 +296,7 @@ inline slots_empty() {
 
 /* #enqueue: one more queued writer (revoking the bias), its ticket, the ticket's live mark */
 inline enqueue(t) {
-  d_step {                     /* _raw_rwlock.ts #enqueue L674: Atomics.compareExchange(STATE, s, next) (its load-CAS loop, as one step) */
+  d_step {                     /* _raw_rwlock.ts #enqueue L678: Atomics.compareExchange(STATE, s, next) (its load-CAS loop, as one step) */
 #ifndef MUT_QUEUE_KEEPS_BIAS
     if
     :: ISBIASED(STATE) -> STATE = STATE + QUEUED_ONE - BIASED + SCAN
@@ -305,8 +307,8 @@ inline enqueue(t) {
 #endif
     gq++
   }
-  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L676: Atomics.add(NEXT_TICKET, 1) */
-  ring[t] = LIVE               /* _raw_rwlock.ts #enqueue L678: Atomics.store(RING[t], live(t)) */
+  d_step { t = NEXT_TICKET; NEXT_TICKET++; tstat[t] = 1 }   /* _raw_rwlock.ts #enqueue L680: Atomics.add(NEXT_TICKET, 1) */
+  ring[t] = LIVE               /* _raw_rwlock.ts #enqueue L682: Atomics.store(RING[t], live(t)) */
 }
 
 /* FIFO among writers: every ticket before t was served or withdrawn. */
@@ -319,16 +321,16 @@ inline assert_fifo(t) {
   j = 0
 }
 
-/* #tryTakeAsHead L689-711 for ticket t of thread th; ok tells whether it took the lock. */
+/* #tryTakeAsHead L693-715 for ticket t of thread th; ok tells whether it took the lock. */
 inline take_as_head(th, t) {
   ok = false;
-  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L691: Atomics.load(SERVING) */
+  x = SERVING;                 /* _raw_rwlock.ts #tryTakeAsHead L695: Atomics.load(SERVING) */
   if
   :: x == t ->
      x = 0;
      scanned = false;
      do
-     :: s = STATE;             /* _raw_rwlock.ts #tryTakeAsHead L694: Atomics.load(STATE) */
+     :: s = STATE;             /* _raw_rwlock.ts #tryTakeAsHead L698: Atomics.load(STATE) */
         if
         :: WLOCKABLE(s) && MUSTSCAN(s) && !scanned ->
            slots_empty();
@@ -340,7 +342,7 @@ inline take_as_head(th, t) {
         fi;
         if
         :: WLOCKABLE(s) ->
-           d_step {            /* _raw_rwlock.ts #tryTakeAsHead L705: Atomics.compareExchange(STATE, s, next) */
+           d_step {            /* _raw_rwlock.ts #tryTakeAsHead L709: Atomics.compareExchange(STATE, s, next) */
              if
              :: STATE == s ->
                 STATE = s - QUEUED_ONE + WRITER + (TICKET_TAG | t) - (s & SCAN);
@@ -376,7 +378,7 @@ inline serve_writer(th) {
   j = 0; e = 0
 }
 
-/* #serveWriters L790-796: take the lock for the head of th's writer queue if its ticket may. */
+/* #serveWriters L794-800: take the lock for the head of th's writer queue if its ticket may. */
 inline serve_writers(th) {
   take_as_head(th, lwt[th * NP]);
   if
@@ -385,20 +387,20 @@ inline serve_writers(th) {
   fi
 }
 
-/* #admitReaders L493-508: let in every queued reader of th the lock has room for, in one CAS. */
+/* #admitReaders L497-512: let in every queued reader of th the lock has room for, in one CAS. */
 inline admit_readers(th) {
   do
-  :: s = STATE;                /* _raw_rwlock.ts #admitReaders L497: Atomics.load(STATE) */
+  :: s = STATE;                /* _raw_rwlock.ts #admitReaders L501: Atomics.load(STATE) */
      if
      :: READABLE(s) ->
-        d_step {               /* _raw_rwlock.ts #admitReaders L501: Atomics.compareExchange(STATE, s, s + n) */
+        d_step {               /* _raw_rwlock.ts #admitReaders L505: Atomics.compareExchange(STATE, s, s + n) */
           n = (lrlen[th] < MAXR - READERS(s) -> lrlen[th] : MAXR - READERS(s));
           if
           :: STATE == s ->
              STATE = s + n;
              nr = nr + n;
              assert(nw == 0 && gq == 0 && READERS(STATE) <= MAXR);   /* writer preference */
-             do                /* L504: serve the n readers at the head, in order */
+             do                /* L508: serve the n readers at the head, in order */
              :: n > 0 ->
                 e = lr[th * NP];
                 j = 0;
@@ -425,14 +427,14 @@ inline admit_readers(th) {
   od
 }
 
-/* The writer queue ran empty with its watcher waiting: #endWriterWatch L632-634. */
+/* The writer queue ran empty with its watcher waiting: #endWriterWatch L636-638. */
 inline end_writer_watch(th) {
 #ifdef MUT_NO_END_WATCH
   skip
 #else
   if
   :: wwatch[th] && lwlen[th] == 0 ->
-     d_step { notify_all_wseq() }   /* _raw_rwlock.ts #endWriterWatch L633: Atomics.notify(WSEQ) */
+     d_step { notify_all_wseq() }   /* _raw_rwlock.ts #endWriterWatch L637: Atomics.notify(WSEQ) */
   :: else
   fi
 #endif
@@ -475,11 +477,11 @@ inline leave_readers(p) {
   j = 0
 }
 
-/* The release of a write hold by a task of thread th (releaseWrite L602-625 or downgrade L643-651). */
+/* The release of a write hold by a task of thread th (releaseWrite L606-629 or downgrade L647-655). */
 inline unwrite(th) {
   if
   :: lwlen[th] > 0 ->
-     x = SERVING;             /* _raw_rwlock.ts releaseWrite L605: Atomics.load(SERVING) */
+     x = SERVING;             /* _raw_rwlock.ts releaseWrite L609: Atomics.load(SERVING) */
 #ifndef MUT_HANDOFF_ANY_HEAD
      if
      :: x == lwt[th * NP] -> ok = true
@@ -495,8 +497,8 @@ inline unwrite(th) {
   :: ok ->                     /* direct handoff to the head of th's writer queue */
      t = lwt[th * NP];
      do
-     :: s = STATE;             /* _raw_rwlock.ts releaseWrite L613: Atomics.load(STATE) */
-        d_step {               /* _raw_rwlock.ts releaseWrite L614: Atomics.compareExchange(STATE, s, s + change) */
+     :: s = STATE;             /* _raw_rwlock.ts releaseWrite L617: Atomics.load(STATE) */
+        d_step {               /* _raw_rwlock.ts releaseWrite L618: Atomics.compareExchange(STATE, s, s + change) */
           if
           :: STATE == s ->
              STATE = s - wtag[th] + (TICKET_TAG | t) - QUEUED_ONE;
@@ -518,10 +520,10 @@ inline unwrite(th) {
      atomic { serve_writer(th); ok = false; t = 0 }
   :: else ->
      if
-     :: d_step {               /* _raw_rwlock.ts releaseWrite L622: Atomics.sub(STATE, WRITER + tag) */
+     :: d_step {               /* _raw_rwlock.ts releaseWrite L626: Atomics.sub(STATE, WRITER + tag) */
           prev = STATE; STATE = STATE - WRITER - wtag[th]; nw--
         }
-        if                     /* #afterUnwrite L637-640 */
+        if                     /* #afterUnwrite L641-644 */
         :: QUEUED(prev) -> prev = 0; writer_event()
         :: else -> prev = 0; reader_event()
         fi;
@@ -531,11 +533,11 @@ inline unwrite(th) {
         fi;
         end_writer_watch(th)
      :: !ASYNC_ONLY(p) ->      /* a thread's own sync read under its write hold: downgrade */
-        d_step {               /* _raw_rwlock.ts downgrade L646: Atomics.add(STATE, 1 - WRITER - tag) */
+        d_step {               /* _raw_rwlock.ts downgrade L650: Atomics.add(STATE, 1 - WRITER - tag) */
           prev = STATE; STATE = STATE + 1 - WRITER - wtag[th]; nw--; nr++;
           assert(nw == 0)
         }
-        if                     /* L649 */
+        if                     /* L653 */
         :: !QUEUED(prev) -> prev = 0; reader_event()
         :: else -> prev = 0
         fi;
@@ -548,11 +550,11 @@ inline unwrite(th) {
   fi
 }
 
-/* releaseRead L438-453 by a task of thread th. */
+/* releaseRead L442-457 by a task of thread th. */
 inline unread(th) {
   if
   :: bcount[th] > 0 ->         /* a biased hold of this attachment first */
-     d_step {                  /* _raw_rwlock.ts releaseRead L443: Atomics.store(view, this.#slot, biased - 1) */
+     d_step {                  /* _raw_rwlock.ts releaseRead L447: Atomics.store(view, this.#slot, biased - 1) */
        bcount[th]--; slot[th]--; nr--
      }
      if
@@ -560,16 +562,16 @@ inline unread(th) {
      :: else
      fi
   :: else ->
-     d_step {                  /* _raw_rwlock.ts releaseRead L451: Atomics.sub(STATE, 1) */
+     d_step {                  /* _raw_rwlock.ts releaseRead L455: Atomics.sub(STATE, 1) */
        prev = STATE; STATE = STATE - 1; nr--
      }
-     if                        /* #afterUnread L456-459 */
+     if                        /* #afterUnread L460-463 */
      :: READERS(prev) == 1 && QUEUED(prev) -> prev = 0; writer_event()
      :: READERS(prev) == MAXR && !(READERS(prev) == 1 && QUEUED(prev)) -> prev = 0; reader_event()
      :: else -> prev = 0
      fi
   fi;
-  if                           /* L452 (L445 after a biased hold): the head of this attachment's writer queue may take it */
+  if                           /* L456 (L449 after a biased hold): the head of this attachment's writer queue may take it */
   :: lwlen[th] > 0 -> serve_writers(th)
   :: else
   fi
@@ -590,11 +592,11 @@ round:
 
   atomic { !busy[TH(p)]; busy[TH(p)] = true }
   if
-  :: !sync && lwlen[TH(p)] > 0 -> goto join   /* writeAsync L585: queue not empty: join it */
+  :: !sync && lwlen[TH(p)] > 0 -> goto join   /* writeAsync L589: queue not empty: join it */
   :: else
   fi;
-  /* writeSync L574 / writeAsync L586 -> tryWrite, and #spinWrite L660, collapsed */
-  d_step {                     /* _raw_rwlock.ts tryWrite L546: Atomics.compareExchange(STATE, 0, WRITER | id) */
+  /* writeSync L578 / writeAsync L590 -> tryWrite, and #spinWrite L664, collapsed */
+  d_step {                     /* _raw_rwlock.ts tryWrite L550: Atomics.compareExchange(STATE, 0, WRITER | id) */
     if
     :: STATE == 0 -> STATE = WRITER | (p + 1); wtag[TH(p)] = p + 1; nw++; ok = true;
        assert(gq == 0 && nr == 0 && nw == 1)    /* FIFO: no queued writer is jumped */
@@ -603,10 +605,10 @@ round:
   }
   if
   :: !ok ->                    /* #tryWriteRevoking: free but biased (or not yet scanned) */
-     s = STATE;                /* _raw_rwlock.ts #tryWriteRevoking L561: Atomics.load(STATE) */
+     s = STATE;                /* _raw_rwlock.ts #tryWriteRevoking L565: Atomics.load(STATE) */
      if
      :: FREE_BUT_BIASED(s) ->
-        d_step {               /* _raw_rwlock.ts #tryWriteRevoking L563: Atomics.compareExchange(STATE, s, WRITER | SCAN | tag) */
+        d_step {               /* _raw_rwlock.ts #tryWriteRevoking L567: Atomics.compareExchange(STATE, s, WRITER | SCAN | tag) */
           if
           :: STATE == s -> STATE = WRITER | SCAN | (p + 1); wtag[TH(p)] = p + 1; won = true
           :: else -> won = false
@@ -619,12 +621,12 @@ round:
            slots_empty();
            if
            :: ok ->
-              d_step {         /* _raw_rwlock.ts #tryWriteRevoking L566: Atomics.sub(STATE, SCAN) */
+              d_step {         /* _raw_rwlock.ts #tryWriteRevoking L570: Atomics.sub(STATE, SCAN) */
                 STATE = STATE - SCAN; nw++;
                 assert(nr == 0 && nw == 1)   /* the scan saw every biased reader */
               }
            :: else ->
-              d_step {         /* _raw_rwlock.ts #tryWriteRevoking L569: Atomics.sub(STATE, WRITER + tag) */
+              d_step {         /* _raw_rwlock.ts #tryWriteRevoking L573: Atomics.sub(STATE, WRITER + tag) */
                 prev = STATE; STATE = STATE - WRITER - wtag[TH(p)]
               }
               if               /* #afterUnwrite */
@@ -644,7 +646,7 @@ round:
   :: else
   fi;
 
-join:                          /* writeAsync L584-600: queue, draw a ticket, start the watcher */
+join:                          /* writeAsync L588-604: queue, draw a ticket, start the watcher */
   enqueue(t);
   atomic {
     lw[TH(p) * NP + lwlen[TH(p)]] = p; lwt[TH(p) * NP + lwlen[TH(p)]] = t; lwlen[TH(p)]++;
@@ -653,14 +655,14 @@ join:                          /* writeAsync L584-600: queue, draw a ticket, sta
   if
   :: wwatch[TH(p)] -> busy[TH(p)] = false
   :: else ->
-     d_step {                  /* _raw_rwlock.ts #watchWriters L807: Atomics.add(W_SLEEPERS, 1) */
+     d_step {                  /* _raw_rwlock.ts #watchWriters L811: Atomics.add(W_SLEEPERS, 1) */
        wwatch[TH(p)] = true; W_SLEEPERS++; wgo[TH(p)] = true
      }
   fi;
   if
   :: d_step { served[p] && !busy[TH(p)] -> served[p] = false; busy[TH(p)] = true }
      goto cs
-  :: d_step {                  /* WaitQueue #giveUp (timer or abort), then #writerGaveUp L783-787 */
+  :: d_step {                  /* WaitQueue #giveUp (timer or abort), then #writerGaveUp L787-791 */
        queued[p] && !patient[p] && !busy[TH(p)] -> busy[TH(p)] = true; leave_writers(p)
      }
      cancel(t);
@@ -672,21 +674,21 @@ join:                          /* writeAsync L584-600: queue, draw a ticket, sta
 
 syncwait:
   enqueue(t);
-  W_SLEEPERS++;                /* _raw_rwlock.ts #writeContendedSync L749: Atomics.add(W_SLEEPERS, 1) */
+  W_SLEEPERS++;                /* _raw_rwlock.ts #writeContendedSync L753: Atomics.add(W_SLEEPERS, 1) */
 loop:
-  seq = WSEQ;                  /* _raw_rwlock.ts #writeContendedSync L752: Atomics.load(WSEQ) */
+  seq = WSEQ;                  /* _raw_rwlock.ts #writeContendedSync L756: Atomics.load(WSEQ) */
   take_as_head(TH(p), t);
   if
   :: ok -> goto wleave
   :: else
   fi;
-  /* L754-758: left <= 0 -> cancel */
+  /* L758-762: left <= 0 -> cancel */
   if
   :: expired -> cancel(t); goto wleave
   :: !expired && !patient[p] -> expired = true; cancel(t); goto wleave
   :: !expired -> skip
   fi;
-  d_step {                     /* _raw_rwlock.ts #writeContendedSync L759: Atomics.wait(WSEQ, seq, left) */
+  d_step {                     /* _raw_rwlock.ts #writeContendedSync L763: Atomics.wait(WSEQ, seq, left) */
     if :: WSEQ == seq -> regW[p] = true :: else fi
   }
   if
@@ -701,7 +703,7 @@ loop:
   goto loop;
 
 wleave:
-  W_SLEEPERS--;                /* _raw_rwlock.ts #writeContendedSync L762: Atomics.sub(W_SLEEPERS, 1) (finally) */
+  W_SLEEPERS--;                /* _raw_rwlock.ts #writeContendedSync L766: Atomics.sub(W_SLEEPERS, 1) (finally) */
   t = 0;
   if
   :: ok -> goto cs
@@ -735,18 +737,18 @@ round:
 
   atomic { !busy[TH(p)]; busy[TH(p)] = true }
   if
-  :: !sync && lrlen[TH(p)] > 0 -> goto join   /* readAsync L426: queue not empty: join it */
+  :: !sync && lrlen[TH(p)] > 0 -> goto join   /* readAsync L430: queue not empty: join it */
   :: else
   fi;
-  /* readSync L419 / readAsync L427 -> tryRead, and #spinRead L463, collapsed; then
-   * from L477 inside the sync contended loop */
+  /* readSync L423 / readAsync L431 -> tryRead, and #spinRead L467, collapsed; then
+   * from L481 inside the sync contended loop */
 tryread:
-  s = STATE;                   /* _raw_rwlock.ts tryRead L365: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts tryRead L369: view[STATE], a plain load (a hint); retries: L384 */
   if
   :: ISBIASED(s) ->            /* biased: a store to this thread's slot, then a load */
-     slot[TH(p)]++;            /* _raw_rwlock.ts tryRead L371: Atomics.store(view, slot, n + 1) */
+     slot[TH(p)]++;            /* _raw_rwlock.ts tryRead L375: Atomics.store(view, slot, n + 1) */
 #ifndef MUT_BIAS_NO_RECHECK
-     d_step {                  /* _raw_rwlock.ts tryRead L372: Atomics.load(view, STATE) */
+     d_step {                  /* _raw_rwlock.ts tryRead L376: Atomics.load(view, STATE) */
        s = STATE;
 #else
      d_step {
@@ -762,18 +764,18 @@ tryread:
      :: ok && tried -> s = 0; goto rleave
      :: else
      fi;
-     slot[TH(p)]--;            /* _raw_rwlock.ts tryRead L376: Atomics.store(view, slot, n) */
+     slot[TH(p)]--;            /* _raw_rwlock.ts tryRead L380: Atomics.store(view, slot, n) */
      if
      :: slot[TH(p)] == 0 -> after_slot_emptied()
      :: else
      fi;
-     s = STATE                 /* _raw_rwlock.ts tryRead L378: Atomics.load(view, STATE) */
+     s = STATE                 /* _raw_rwlock.ts tryRead L382: Atomics.load(view, STATE) */
   :: else
   fi;
   if :: rebias = true :: rebias = false fi;   /* #slowReads >= REBIAS_AFTER: any value */
   if
   :: READABLE(s) ->
-     d_step {                  /* _raw_rwlock.ts tryRead L388: Atomics.compareExchange(view, STATE, s, next) */
+     d_step {                  /* _raw_rwlock.ts tryRead L392: Atomics.compareExchange(view, STATE, s, next) */
        if
        :: STATE == s ->
           if
@@ -794,25 +796,25 @@ tryread:
   :: else -> s = 0
   fi;
   if
-  :: tried -> goto rloop       /* tryRead returned false: `continue` (L478) */
+  :: tried -> goto rloop       /* tryRead returned false: `continue` (L482) */
   :: !tried && sync -> tried = true
   :: else -> goto join
   fi;
 
-  R_SLEEPERS++;                /* _raw_rwlock.ts #readContendedSync L472: Atomics.add(R_SLEEPERS, 1) */
+  R_SLEEPERS++;                /* _raw_rwlock.ts #readContendedSync L476: Atomics.add(R_SLEEPERS, 1) */
 rloop:
-  s = STATE;                   /* _raw_rwlock.ts #readContendedSync L475: Atomics.load(STATE) */
+  s = STATE;                   /* _raw_rwlock.ts #readContendedSync L479: Atomics.load(STATE) */
   if
   :: READABLE(s) -> s = 0; goto tryread
   :: else
   fi;
-  /* L480-481: left <= 0 */
+  /* L484-485: left <= 0 */
   if
   :: expired -> s = 0; goto rleave
   :: !expired && !patient[p] -> s = 0; expired = true; goto rleave
   :: !expired -> skip
   fi;
-  d_step {                     /* _raw_rwlock.ts #readContendedSync L482: Atomics.wait(STATE, s, left) */
+  d_step {                     /* _raw_rwlock.ts #readContendedSync L486: Atomics.wait(STATE, s, left) */
     if :: STATE == s -> regS[p] = true :: else fi
   }
   if
@@ -827,20 +829,20 @@ rloop:
   goto rloop;
 
 rleave:
-  R_SLEEPERS--;                /* _raw_rwlock.ts #readContendedSync L485: Atomics.sub(R_SLEEPERS, 1) (finally) */
+  R_SLEEPERS--;                /* _raw_rwlock.ts #readContendedSync L489: Atomics.sub(R_SLEEPERS, 1) (finally) */
   if
   :: ok -> goto cs
   :: else -> atomic { r++; expired = false; tried = false; busy[TH(p)] = false }; goto round
   fi;
 
-join:                          /* readAsync L425-436: queue, start the watcher */
+join:                          /* readAsync L429-440: queue, start the watcher */
   atomic {
     lr[TH(p) * NP + lrlen[TH(p)]] = p; lrlen[TH(p)]++; queued[p] = true
   }
   if
   :: rwatch[TH(p)] -> busy[TH(p)] = false
   :: else ->
-     d_step {                  /* _raw_rwlock.ts #watchReaders L519: Atomics.add(R_SLEEPERS, 1) */
+     d_step {                  /* _raw_rwlock.ts #watchReaders L523: Atomics.add(R_SLEEPERS, 1) */
        rwatch[TH(p)] = true; R_SLEEPERS++; rgo[TH(p)] = true
      }
   fi;
@@ -865,7 +867,7 @@ fin:
   atomic { done++; patient[p] = false }
 }
 
-/* The reader watcher of thread th (#watchReaders L515-534). */
+/* The reader watcher of thread th (#watchReaders L519-538). */
 proctype ReaderWatcher(byte th) {
   int s;
   byte x, e;
@@ -876,16 +878,16 @@ end:
 rwloop:
      if
      :: lrlen[th] == 0 ->
-        d_step {               /* _raw_rwlock.ts #watchReaders L531: Atomics.sub(R_SLEEPERS, 1) (finally) */
+        d_step {               /* _raw_rwlock.ts #watchReaders L535: Atomics.sub(R_SLEEPERS, 1) (finally) */
           R_SLEEPERS--; rwatch[th] = false; rgo[th] = false; busy[th] = false
         }
      :: else ->
-        s = STATE;             /* _raw_rwlock.ts #watchReaders L522: Atomics.load(STATE) */
+        s = STATE;             /* _raw_rwlock.ts #watchReaders L526: Atomics.load(STATE) */
         if
         :: READABLE(s) -> s = 0; admit_readers(th); goto rwloop
         :: else
         fi;
-        d_step {               /* _raw_rwlock.ts #watchReaders L527: Atomics.waitAsync(STATE, s) */
+        d_step {               /* _raw_rwlock.ts #watchReaders L531: Atomics.waitAsync(STATE, s) */
           if
           :: STATE == s -> rwReg[th] = true; busy[th] = false; ok = true
           :: else -> ok = false
@@ -901,7 +903,7 @@ rwloop:
   od
 }
 
-/* The writer watcher of thread th (#watchWriters L803-820). */
+/* The writer watcher of thread th (#watchWriters L807-824). */
 proctype WriterWatcher(byte th) {
   int s;
   byte x, seq, nx, e;
@@ -912,17 +914,17 @@ end:
 wwloop:
      if
      :: lwlen[th] == 0 ->
-        d_step {               /* _raw_rwlock.ts #watchWriters L817: Atomics.sub(W_SLEEPERS, 1) (finally) */
+        d_step {               /* _raw_rwlock.ts #watchWriters L821: Atomics.sub(W_SLEEPERS, 1) (finally) */
           W_SLEEPERS--; wwatch[th] = false; wgo[th] = false; busy[th] = false
         }
      :: else ->
-        seq = WSEQ;            /* _raw_rwlock.ts #watchWriters L810: Atomics.load(WSEQ) */
+        seq = WSEQ;            /* _raw_rwlock.ts #watchWriters L814: Atomics.load(WSEQ) */
         serve_writers(th);
         if
         :: won -> won = false; seq = 0; goto wwloop   /* served the head: loop */
         :: else
         fi;
-        d_step {               /* _raw_rwlock.ts #watchWriters L813: Atomics.waitAsync(WSEQ, seq) */
+        d_step {               /* _raw_rwlock.ts #watchWriters L817: Atomics.waitAsync(WSEQ, seq) */
           if
           :: WSEQ == seq -> wwReg[th] = true; busy[th] = false; ok = true
           :: else -> ok = false

@@ -74,7 +74,9 @@
 // a write pair with the bias off pays nothing more than before. The bias
 // comes back when an attachment with a slot has taken REBIAS_AFTER read
 // holds through STATE since its last re-bias (its read CAS sets BIASED:
-// a write-heavy mix pays at most one scan per REBIAS_AFTER reads). The bias is
+// a write-heavy mix pays at most one scan per REBIAS_AFTER reads). BRAVO
+// waits a multiple of the revocation's time instead; a count needs no clock
+// read on the read path. The bias is
 // a bit of STATE rather than a word of its own so that turning it on is one
 // CAS with the check that no writer holds or queues, and turning it off one
 // CAS with taking or queueing: no window where a biased reader passes a
@@ -362,7 +364,9 @@ export class RawRwLock {
   /** One attempt at a read hold; retries only while the lock stays readable. */
   tryRead(): boolean {
     const view = this.view;
-    let s = Atomics.load(view, STATE);
+    // A plain load: only a hint (the biased path loads STATE again after its
+    // store, the CAS checks the value), and one Atomics operation fewer.
+    let s = view[STATE];
     const slot = this.#slot;
     if (isBiased(s) && slot !== 0) {
       // Fast path, biased: a store to this attachment's own line and a load
