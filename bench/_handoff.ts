@@ -3,8 +3,9 @@
 // releases: the figure is the time from a's clock read just before its release
 // to b's clock read just after its acquire returned (both Workers run
 // bench/worker_party.ts). The kinds alternate round by round so that they see
-// the same noise: the floor (a bare three-state futex mutex with
-// Atomics.wait / Atomics.waitAsync) and Lock (acquireSync() / await acquire()).
+// the same noise, each round starting with the next kind: the floor (a bare
+// three-state futex mutex with Atomics.wait / Atomics.waitAsync) and Lock
+// (acquireSync() / await acquire()).
 //
 //   deno run --allow-all bench/_handoff.ts [--rounds N] [--runs N]
 //
@@ -56,7 +57,11 @@ export async function handoffFigures(
 ): Promise<Map<HandoffKind, Summary>> {
   const samples = new Map<HandoffKind, number[]>(KINDS.map((k) => [k.key, []]));
   for (let i = 0; i < WARMUP + rounds; i++) {
-    for (const { key, kind, mode } of KINDS) {
+    // Each round starts with the next kind, so every kind takes every place in
+    // the round equally often (a kind run right after another one is not
+    // measured under the same conditions as the first of a round).
+    for (let j = 0; j < KINDS.length; j++) {
+      const { key, kind, mode } = KINDS[(i + j) % KINDS.length];
       await a.ask({ op: "hold", kind });
       await b.ask({ op: "wait", kind, mode }, "waiting");
       await sleep(2); // time for b to block in Atomics.wait / waitAsync
