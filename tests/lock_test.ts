@@ -6,6 +6,33 @@ import { Lock } from "../locks/thread/lock.ts";
 import { LockError, LockTimeoutError } from "../errors.ts";
 import { Driven, pause, until } from "./workers/driver.ts";
 
+/** A Worker that took `lock` and was terminated while holding it; returns its attachment id. */
+async function terminatedHolder(lock: Lock): Promise<number> {
+  const w = new Driven();
+  try {
+    const id = await w.call("attachLock", { buffer: lock.buffer }) as number;
+    await w.call("acquireSync");
+    await w.expect("waiting");
+    await w.expect("locked");
+    return id;
+  } finally {
+    w.worker.terminate();
+  }
+}
+
+/**
+ * Until `n` sync waiters are counted on `lock` and its lock word has LOOK set
+ * (layout 4 of locks/thread/_raw_lock.ts: STATE is word 4, LOOK its bit 30, the
+ * sync waiter count bits 0..15 of word 20): they are about to sleep or asleep.
+ */
+function sleepersCounted(lock: Lock, n: number): Promise<void> {
+  const words = new Int32Array(lock.buffer);
+  return until(
+    () => (Atomics.load(words, 4) & (1 << 30)) !== 0 && (Atomics.load(words, 20) & 0xffff) === n,
+    `${n} sync waiter(s) counted with LOOK set`,
+  );
+}
+
 Deno.test("new Lock() starts unlocked and acquireSync()/release() toggle locked", () => {
   const lock = new Lock();
   assert.equal(lock.locked, false);
@@ -245,16 +272,7 @@ Deno.test("Lock: a sync waiter is woken by a release even when its thread has an
 
 Deno.test("Lock.forceRelease() frees a lock held by a terminated Worker", async () => {
   const lock = new Lock();
-  const w = new Driven();
-  let id: number;
-  try {
-    id = await w.call("attachLock", { buffer: lock.buffer }) as number;
-    await w.call("acquireSync");
-    await w.expect("waiting");
-    await w.expect("locked");
-  } finally {
-    w.worker.terminate();
-  }
+  const id = await terminatedHolder(lock);
   assert.equal(lock.locked, true);
   assert.equal(lock.forceRelease(lock.id), false);
   assert.equal(lock.forceRelease(id), true);
@@ -416,7 +434,7 @@ Deno.test("Lock: two Workers asleep in acquireSync() both get the lock, one afte
   const got = [w1, w2].map((w, i) => w.call("acquireSync", { options }).then((ok) => ({ ok, i })));
   await w1.expect("waiting");
   await w2.expect("waiting");
-  await pause(50); // let both block; the assertions hold however long this is
+  await sleepersCounted(lock, 2);
   lock.release(); // wakes one sleeper
   const first = await Promise.race(got);
   assert.equal(first.ok, true);
@@ -436,22 +454,13 @@ Deno.test("Lock.forceRelease() of a terminated holder wakes a Worker asleep in a
   // The sleeper set LOOK on the dead holder's lock word: forceRelease() must
   // match the holder's id under that bit, and wake the sleeper.
   const lock = new Lock();
-  const dead = new Driven();
-  let id: number;
-  try {
-    id = await dead.call("attachLock", { buffer: lock.buffer }) as number;
-    await dead.call("acquireSync");
-    await dead.expect("waiting");
-    await dead.expect("locked");
-  } finally {
-    dead.worker.terminate();
-  }
+  const id = await terminatedHolder(lock);
   await using sleeper = new Driven();
   await sleeper.call("attachLock", { buffer: lock.buffer });
   const options = { timeout: 10_000 };
   const got = sleeper.call("acquireSync", { options });
   await sleeper.expect("waiting");
-  await pause(50); // let it block; the assertions hold however long this is
+  await sleepersCounted(lock, 1);
   assert.equal(lock.forceRelease(lock.id), false);
   const t0 = performance.now();
   assert.equal(lock.forceRelease(id), true);
