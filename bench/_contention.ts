@@ -10,8 +10,13 @@
 // load; how many acquisitions slept, and how many waits were a waiter woken
 // only to lose the race and sleep again).
 //
-//   deno run --allow-all bench/_contention.ts [--rounds N] [--mode sync|async]
+//   deno run --allow-all bench/_contention.ts [--rounds N] [--mode sync|async] [--spin LIST]
 //
+// `--spin 0,10,path/to/copy.ts` (bench only, to compare spin policies in one
+// run; the library keeps its one policy) adds a kind "raw:<label>" per item:
+// RawLock from a copy of locks/thread/_raw_lock.ts in a temporary directory,
+// with `SPIN` set to the number given, or from the file given (a variant of
+// _raw_lock.ts; its relative imports are pointed back at locks/thread/).
 // bench/run.ts calls contentionFigures() and checks the targets.
 
 import { type Figure, format } from "./_report.ts";
@@ -25,8 +30,57 @@ const CONTEND_MS = 250, COUNT_MS = 250;
 let ROUNDS = 7;
 /** Modes measured; `--mode sync|async` when run alone. */
 let MODES: Mode[] = ["sync", "async"];
+/** Spin variants, label -> module URL; `--spin LIST` when run alone. */
+const VARIANTS: Record<string, string> = {};
 
-export type Kind = "Lock" | "raw" | "bare" | "bare-spin";
+/**
+ * Writes a copy of _raw_lock.ts (or of the variant `path`) to `dir`, with
+ * `SPIN` set to `spin` when given; returns its URL.
+ */
+function writeVariant(dir: string, label: string, spin?: number, path?: string): string {
+  const lib = new URL("../locks/thread/", import.meta.url);
+  let text = Deno.readTextFileSync(path ?? new URL("_raw_lock.ts", lib));
+  if (spin !== undefined) {
+    const line = /^const SPIN = \d+;/m;
+    if (!line.test(text)) throw new Error("--spin: no `const SPIN = N;` line in _raw_lock.ts");
+    text = text.replace(line, `const SPIN = ${spin};`);
+  }
+  text = text.replace(/from "(\.\.?\/[^"]+)"/g, (_, rel) => `from "${new URL(rel, lib).href}"`);
+  // Each copy carries its own loop, so that every variant's calls are monomorphic
+  // (one shared loop calling five RawLock classes runs slower for all of them).
+  text += `
+export function hammer(l: RawLock, w: Waiting, v: Int32Array, before: () => void, after: () => void): number {
+  let ops = 0;
+  while (Atomics.load(v, ${STOP}) === 0) {
+    before();
+    l.acquireSync(w);
+    v[${COUNTER}]++;
+    l.release();
+    ops++;
+    after();
+  }
+  return ops;
+}
+export async function hammerAsync(l: RawLock, w: Waiting, v: Int32Array, before: () => void, after: () => void): Promise<number> {
+  let ops = 0;
+  while (Atomics.load(v, ${STOP}) === 0) {
+    before();
+    await l.acquireAsync(w);
+    v[${COUNTER}]++;
+    l.release();
+    ops++;
+    after();
+  }
+  return ops;
+}
+`;
+  const file = `${dir}/raw_lock_${label.replace(/[^\w]/g, "_")}.ts`;
+  Deno.writeTextFileSync(file, text);
+  return new URL(`file://${file}`).href;
+}
+
+/** "raw:<label>": a spin variant (`--spin`). */
+export type Kind = "Lock" | "raw" | "bare" | "bare-spin" | `raw:${string}`;
 export type Mode = "sync" | "async";
 
 /** What bench/run.ts needs for its targets. */
@@ -113,7 +167,12 @@ async function run(
   return { rate: ops / seconds, ops, lost: ops - control[COUNTER], calls };
 }
 
-const NAMES: Record<Kind, Record<Mode, string>> = {
+const name = (kind: Kind, mode: Mode) =>
+  kind.startsWith("raw:")
+    ? `RawLock, spin variant ${kind.slice(4)}, ${mode}`
+    : NAMES[kind as keyof typeof NAMES][mode];
+
+const NAMES = {
   "raw": {
     sync: "RawLock acquireSync()+release()",
     async: "RawLock await acquireAsync()+release()",
@@ -152,10 +211,16 @@ export async function contentionFigures(
   const parties = [new Party(), new Party()];
   try {
     for (const p of parties) {
-      p.send({ op: "attach", lock: lock.buffer });
+      p.send({ op: "attach", lock: lock.buffer, variants: VARIANTS });
       await p.expect("attach");
     }
-    const kinds: Kind[] = ["bare", "bare-spin", "Lock", "raw"];
+    const kinds: Kind[] = [
+      "bare",
+      "bare-spin",
+      "Lock",
+      "raw",
+      ...Object.keys(VARIANTS).map((l): Kind => `raw:${l}`),
+    ];
     for (const mode of MODES) {
       const rates = new Map<Kind, number[]>(kinds.map((k) => [k, []]));
       // Warm-up round, then ROUNDS rounds with the kinds alternating.
@@ -183,7 +248,7 @@ export async function contentionFigures(
         const lost = results.lost.get(key)!;
         add({
           section: `2 Workers contending on one lock, ${mode} (total throughput)`,
-          name: NAMES[kind][mode],
+          name: name(kind, mode),
           value: rate,
           unit: "ops/s",
           detail: `${(rate / floor).toFixed(2)}× the faster floor; ` +
@@ -202,13 +267,25 @@ export async function contentionFigures(
 }
 
 if (import.meta.main) {
+  let spins: string[] = [];
   for (let i = 0; i < Deno.args.length; i += 2) {
     const [flag, value] = [Deno.args[i], Deno.args[i + 1]];
     if (flag === "--rounds" && Number(value) >= 1) ROUNDS = Number(value);
     else if (flag === "--mode" && (value === "sync" || value === "async")) MODES = [value];
+    else if (flag === "--spin" && value) spins = value.split(",");
     else {throw new TypeError(
-        `usage: ${CMD} [--rounds N] [--mode sync|async]; got ${flag} ${value}`,
+        `usage: ${CMD} [--rounds N] [--mode sync|async] [--spin LIST]; got ${flag} ${value}`,
       );}
+  }
+  const dir = Deno.makeTempDirSync({ prefix: "contention_spin_" });
+  addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  for (const item of spins) {
+    const label = /^\d+$/.test(item)
+      ? `SPIN=${item}`
+      : item.replace(/^.*\//, "").replace(/\.ts$/, "");
+    VARIANTS[label] = /^\d+$/.test(item)
+      ? writeVariant(dir, label, Number(item))
+      : writeVariant(dir, label, undefined, item);
   }
   const rows: string[] = [];
   const r = await contentionFigures(
@@ -223,5 +300,9 @@ if (import.meta.main) {
         (r.rate.get(`Lock ${mode}`)! / floor).toFixed(2)
       }× the faster bare futex mutex (${format(floor, "ops/s")}); target ≥ 0.8×`,
     );
+    for (const label of ["raw", ...Object.keys(VARIANTS).map((l) => `raw:${l}`)]) {
+      const rate = r.rate.get(`${label} ${mode}`)!;
+      console.log(`  ${label} ${mode}: ${format(rate, "ops/s")} = ${(rate / floor).toFixed(2)}×`);
+    }
   }
 }

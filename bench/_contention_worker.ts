@@ -1,7 +1,8 @@
 // The Worker side of bench/_contention.ts: two of these hammer one lock.
 // Each message is a command; the reply is posted back with the same `op`.
 //
-//   attach   {lock}: the buffer of a Lock
+//   attach   {lock, variants}: the buffer of a Lock; variants: label -> module URL
+//            of a copy of _raw_lock.ts (kind "raw:<label>")
 //   contend  {kind, mode, bare, control, count}: reply "ready", wait for control[GO], then
 //            acquire / increment control[COUNTER] / release until control[STOP]; reply
 //            {ops, calls}. With `count`, Atomics.notify / wait / waitAsync / compareExchange
@@ -14,10 +15,12 @@
 // only when the load saw it free. kind "raw" is Lock's protocol without the
 // public class: a RawLock attachment of the same buffer (its own id), called
 // directly, so that the gap between "Lock" and "raw" is lock.ts's own cost.
+// kind "raw:<label>" is the same with a variant of locks/thread/_raw_lock.ts
+// (another spin policy, bench/_contention.ts `--spin`), imported on "attach".
 
 import { Lock } from "../mod.ts";
 import { RawLock } from "../locks/thread/_raw_lock.ts";
-import { WAIT_FOREVER } from "../locks/_options.ts";
+import { WAIT_FOREVER, type Waiting } from "../locks/_options.ts";
 
 export const GO = 0;
 export const STOP = 1;
@@ -47,6 +50,20 @@ export interface Calls {
 
 let lock: Lock | undefined;
 let raw: RawLock | undefined;
+/** RawLock attachments of the variant modules, by label. */
+const variants = new Map<string, { raw: RawLock; mod: Variant }>();
+/** A variant module: its RawLock and its own loop (see writeVariant in _contention.ts). */
+interface Variant {
+  RawLock: typeof RawLock;
+  hammer(l: RawLock, w: Waiting, v: Int32Array, before: () => void, after: () => void): number;
+  hammerAsync(
+    l: RawLock,
+    w: Waiting,
+    v: Int32Array,
+    before: () => void,
+    after: () => void,
+  ): Promise<number>;
+}
 
 function bareLockSync(v: Int32Array, spin: number): void {
   let c = Atomics.compareExchange(v, 0, 0, 1);
@@ -144,9 +161,10 @@ function instrument(): { calls: Calls; undo: () => void } {
 
 interface Command {
   op: string;
-  kind?: "Lock" | "raw" | "bare" | "bare-spin";
+  kind?: string;
   mode?: "sync" | "async";
   lock?: SharedArrayBuffer;
+  variants?: Record<string, string>;
   bare?: SharedArrayBuffer;
   control?: SharedArrayBuffer;
   count?: boolean;
@@ -166,6 +184,7 @@ async function contend(c: Command): Promise<void> {
   const spin = c.kind === "bare-spin" ? BARE_SPIN : 0;
   const l = lock!;
   const r = raw!;
+  const variant = c.kind!.startsWith("raw:") ? variants.get(c.kind!.slice(4))! : undefined;
   const counted = c.count ? instrument() : undefined;
   const calls = counted?.calls;
   // Waits (sync or async) so far: their change over one acquisition tells whether it slept.
@@ -177,7 +196,20 @@ async function contend(c: Command): Promise<void> {
   Atomics.wait(control, GO, 0);
   let ops = 0;
   try {
-    while (Atomics.load(control, STOP) === 0) {
+    if (variant !== undefined) {
+      let before = 0;
+      const mark = () => (before = waits());
+      const tally = () => {
+        if (calls === undefined) return;
+        const slept = waits() - before;
+        if (slept > 0) calls.slept++;
+        if (slept > 1) calls.sleptAgain += slept - 1;
+      };
+      ops = c.mode === "sync"
+        ? variant.mod.hammer(variant.raw, WAIT_FOREVER, control, mark, tally)
+        : await variant.mod.hammerAsync(variant.raw, WAIT_FOREVER, control, mark, tally);
+    }
+    while (variant === undefined && Atomics.load(control, STOP) === 0) {
       const before = waits();
       if (c.kind === "raw") {
         if (c.mode === "sync") r.acquireSync(WAIT_FOREVER);
@@ -213,6 +245,10 @@ scope.onmessage = (e) => {
     if (c.op === "attach") {
       lock = Lock.from(c.lock!);
       raw = new RawLock(c.lock!);
+      for (const [label, url] of Object.entries(c.variants ?? {})) {
+        const mod = await import(url) as Variant;
+        variants.set(label, { raw: new mod.RawLock(c.lock!), mod });
+      }
       return reply("attach");
     }
     if (c.op === "contend") return await contend(c);
