@@ -12,11 +12,15 @@
 //
 //   deno run --allow-all bench/_contention.ts [--rounds N] [--mode sync|async] [--spin LIST]
 //
-// `--spin 0,10,path/to/copy.ts` (bench only, to compare spin policies in one
-// run; the library keeps its one policy) adds a kind "raw:<label>" per item:
-// RawLock from a copy of locks/thread/_raw_lock.ts in a temporary directory,
-// with `SPIN` set to the number given, or from the file given (a variant of
-// _raw_lock.ts; its relative imports are pointed back at locks/thread/).
+// `--spin 0,100,path/to/copy.ts` (bench only, to compare spin policies in one
+// run; the library keeps its one policy) adds a kind "Lock:<label>" per item:
+// Lock from copies of locks/thread/lock.ts and _raw_lock.ts in a temporary
+// directory, with `SPIN` and `SYNC_SPIN` (the async and sync spins) both set to
+// the number given, or with the file given as _raw_lock.ts (a variant; its
+// relative imports are pointed back at locks/thread/). Each copy runs its own
+// loop while the other kinds share one, so compare the variants with each
+// other (with a copy of the current policy among them), not with the floor.
+//
 // bench/run.ts calls contentionFigures() and checks the targets.
 
 import { type Figure, format } from "./_report.ts";
@@ -35,25 +39,32 @@ const VARIANTS: Record<string, string> = {};
 
 /**
  * Writes a copy of _raw_lock.ts (or of the variant `path`) to `dir`, with
- * `SPIN` set to `spin` when given; returns its URL.
+ * `SPIN` and `SYNC_SPIN` set to `spin` when given, and a copy of lock.ts that uses it; returns
+ * the lock copy's URL.
  */
 function writeVariant(dir: string, label: string, spin?: number, path?: string): string {
   const lib = new URL("../locks/thread/", import.meta.url);
-  let text = Deno.readTextFileSync(path ?? new URL("_raw_lock.ts", lib));
+  const name = label.replace(/[^\w]/g, "_");
+  const rawFile = `${dir}/raw_lock_${name}.ts`;
+  const absolute = (text: string) =>
+    text.replace(/from "(\.\.?\/[^"]+)"/g, (_, rel) => `from "${new URL(rel, lib).href}"`);
+  let raw = Deno.readTextFileSync(path ?? new URL("_raw_lock.ts", lib));
   if (spin !== undefined) {
-    const line = /^const SPIN = \d+;/m;
-    if (!line.test(text)) throw new Error("--spin: no `const SPIN = N;` line in _raw_lock.ts");
-    text = text.replace(line, `const SPIN = ${spin};`);
+    const line = /^const (SYNC_)?SPIN = \d+;/gm;
+    if (!line.test(raw)) throw new Error("--spin: no `const SPIN = N;` line in _raw_lock.ts");
+    raw = raw.replace(line, (_, sync = "") => `const ${sync}SPIN = ${spin};`);
   }
-  text = text.replace(/from "(\.\.?\/[^"]+)"/g, (_, rel) => `from "${new URL(rel, lib).href}"`);
+  Deno.writeTextFileSync(rawFile, absolute(raw));
+  let lock = Deno.readTextFileSync(new URL("lock.ts", lib));
+  lock = absolute(lock.replace(`from "./_raw_lock.ts"`, `from "file://${rawFile}"`));
   // Each copy carries its own loop, so that every variant's calls are monomorphic
-  // (one shared loop calling five RawLock classes runs slower for all of them).
-  text += `
-export function hammer(l: RawLock, w: Waiting, v: Int32Array, before: () => void, after: () => void): number {
+  // (one shared loop calling several Lock classes runs slower for all of them).
+  lock += `
+export function hammer(l: Lock, v: Int32Array, before: () => void, after: () => void): number {
   let ops = 0;
   while (Atomics.load(v, ${STOP}) === 0) {
     before();
-    l.acquireSync(w);
+    l.acquireSync();
     v[${COUNTER}]++;
     l.release();
     ops++;
@@ -61,11 +72,11 @@ export function hammer(l: RawLock, w: Waiting, v: Int32Array, before: () => void
   }
   return ops;
 }
-export async function hammerAsync(l: RawLock, w: Waiting, v: Int32Array, before: () => void, after: () => void): Promise<number> {
+export async function hammerAsync(l: Lock, v: Int32Array, before: () => void, after: () => void): Promise<number> {
   let ops = 0;
   while (Atomics.load(v, ${STOP}) === 0) {
     before();
-    await l.acquireAsync(w);
+    await l.acquire();
     v[${COUNTER}]++;
     l.release();
     ops++;
@@ -74,13 +85,13 @@ export async function hammerAsync(l: RawLock, w: Waiting, v: Int32Array, before:
   return ops;
 }
 `;
-  const file = `${dir}/raw_lock_${label.replace(/[^\w]/g, "_")}.ts`;
-  Deno.writeTextFileSync(file, text);
-  return new URL(`file://${file}`).href;
+  const lockFile = `${dir}/lock_${name}.ts`;
+  Deno.writeTextFileSync(lockFile, lock);
+  return `file://${lockFile}`;
 }
 
-/** "raw:<label>": a spin variant (`--spin`). */
-export type Kind = "Lock" | "raw" | "bare" | "bare-spin" | `raw:${string}`;
+/** "Lock:<label>": a spin variant (`--spin`). */
+export type Kind = "Lock" | "raw" | "bare" | "bare-spin" | `Lock:${string}`;
 export type Mode = "sync" | "async";
 
 /** What bench/run.ts needs for its targets. */
@@ -168,8 +179,8 @@ async function run(
 }
 
 const name = (kind: Kind, mode: Mode) =>
-  kind.startsWith("raw:")
-    ? `RawLock, spin variant ${kind.slice(4)}, ${mode}`
+  kind.startsWith("Lock:")
+    ? `Lock, spin variant ${kind.slice(5)}, ${mode}`
     : NAMES[kind as keyof typeof NAMES][mode];
 
 const NAMES = {
@@ -219,7 +230,7 @@ export async function contentionFigures(
       "bare-spin",
       "Lock",
       "raw",
-      ...Object.keys(VARIANTS).map((l): Kind => `raw:${l}`),
+      ...Object.keys(VARIANTS).map((l): Kind => `Lock:${l}`),
     ];
     for (const mode of MODES) {
       const rates = new Map<Kind, number[]>(kinds.map((k) => [k, []]));
@@ -300,7 +311,7 @@ if (import.meta.main) {
         (r.rate.get(`Lock ${mode}`)! / floor).toFixed(2)
       }× the faster bare futex mutex (${format(floor, "ops/s")}); target ≥ 0.8×`,
     );
-    for (const label of ["raw", ...Object.keys(VARIANTS).map((l) => `raw:${l}`)]) {
+    for (const label of ["raw", ...Object.keys(VARIANTS).map((l) => `Lock:${l}`)]) {
       const rate = r.rate.get(`${label} ${mode}`)!;
       console.log(`  ${label} ${mode}: ${format(rate, "ops/s")} = ${(rate / floor).toFixed(2)}×`);
     }

@@ -2,7 +2,7 @@
 // Each message is a command; the reply is posted back with the same `op`.
 //
 //   attach   {lock, variants}: the buffer of a Lock; variants: label -> module URL
-//            of a copy of _raw_lock.ts (kind "raw:<label>")
+//            of a copy of lock.ts (kind "Lock:<label>")
 //   contend  {kind, mode, bare, control, count}: reply "ready", wait for control[GO], then
 //            acquire / increment control[COUNTER] / release until control[STOP]; reply
 //            {ops, calls}. With `count`, Atomics.notify / wait / waitAsync / compareExchange
@@ -15,12 +15,13 @@
 // only when the load saw it free. kind "raw" is Lock's protocol without the
 // public class: a RawLock attachment of the same buffer (its own id), called
 // directly, so that the gap between "Lock" and "raw" is lock.ts's own cost.
-// kind "raw:<label>" is the same with a variant of locks/thread/_raw_lock.ts
-// (another spin policy, bench/_contention.ts `--spin`), imported on "attach".
+// kind "Lock:<label>" is Lock from copies of lock.ts and _raw_lock.ts with
+// another spin policy (bench/_contention.ts `--spin`), imported on "attach",
+// each with its own loop.
 
 import { Lock } from "../mod.ts";
 import { RawLock } from "../locks/thread/_raw_lock.ts";
-import { WAIT_FOREVER, type Waiting } from "../locks/_options.ts";
+import { WAIT_FOREVER } from "../locks/_options.ts";
 
 export const GO = 0;
 export const STOP = 1;
@@ -51,18 +52,12 @@ export interface Calls {
 let lock: Lock | undefined;
 let raw: RawLock | undefined;
 /** RawLock attachments of the variant modules, by label. */
-const variants = new Map<string, { raw: RawLock; mod: Variant }>();
-/** A variant module: its RawLock and its own loop (see writeVariant in _contention.ts). */
+const variants = new Map<string, { lock: Lock; mod: Variant }>();
+/** A variant module: its Lock and its own loop (see writeVariant in _contention.ts). */
 interface Variant {
-  RawLock: typeof RawLock;
-  hammer(l: RawLock, w: Waiting, v: Int32Array, before: () => void, after: () => void): number;
-  hammerAsync(
-    l: RawLock,
-    w: Waiting,
-    v: Int32Array,
-    before: () => void,
-    after: () => void,
-  ): Promise<number>;
+  Lock: typeof Lock;
+  hammer(l: Lock, v: Int32Array, before: () => void, after: () => void): number;
+  hammerAsync(l: Lock, v: Int32Array, before: () => void, after: () => void): Promise<number>;
 }
 
 function bareLockSync(v: Int32Array, spin: number): void {
@@ -184,7 +179,7 @@ async function contend(c: Command): Promise<void> {
   const spin = c.kind === "bare-spin" ? BARE_SPIN : 0;
   const l = lock!;
   const r = raw!;
-  const variant = c.kind!.startsWith("raw:") ? variants.get(c.kind!.slice(4))! : undefined;
+  const variant = c.kind!.startsWith("Lock:") ? variants.get(c.kind!.slice(5))! : undefined;
   const counted = c.count ? instrument() : undefined;
   const calls = counted?.calls;
   // Waits (sync or async) so far: their change over one acquisition tells whether it slept.
@@ -206,8 +201,8 @@ async function contend(c: Command): Promise<void> {
         if (slept > 1) calls.sleptAgain += slept - 1;
       };
       ops = c.mode === "sync"
-        ? variant.mod.hammer(variant.raw, WAIT_FOREVER, control, mark, tally)
-        : await variant.mod.hammerAsync(variant.raw, WAIT_FOREVER, control, mark, tally);
+        ? variant.mod.hammer(variant.lock, control, mark, tally)
+        : await variant.mod.hammerAsync(variant.lock, control, mark, tally);
     }
     while (variant === undefined && Atomics.load(control, STOP) === 0) {
       const before = waits();
@@ -247,7 +242,7 @@ scope.onmessage = (e) => {
       raw = new RawLock(c.lock!);
       for (const [label, url] of Object.entries(c.variants ?? {})) {
         const mod = await import(url) as Variant;
-        variants.set(label, { raw: new mod.RawLock(c.lock!), mod });
+        variants.set(label, { lock: mod.Lock.from(c.lock!), mod });
       }
       return reply("attach");
     }

@@ -151,8 +151,22 @@ const LOCK_MAGIC = 0x464c636b;
  */
 const LOCK_LAYOUT = 4;
 
-/** Load-and-CAS rounds tried before a contended acquire registers as a waiter. */
+/**
+ * Load-and-CAS rounds an async acquire tries before it joins its queue (a
+ * CAS only after a load that saw the lock free). A sync acquire does not spin
+ * (SYNC_SPIN): on two Workers hammering one lock, a spinning sync waiter takes
+ * the lock the moment it is freed, so the lock and its cache line change cores
+ * on every acquisition; a waiter that sleeps at once leaves the holder to run
+ * on alone, as the futex mutex without spin does, which was the faster floor
+ * (README, "Lock under contention", fourth pass). An async waiter keeps its
+ * spin: joining the queue costs a watcher and a waitAsync, and there the
+ * spinning floor was the faster one. The spin is one try in spin/lock.pml
+ * ("What is abstracted away"): a failing round writes nothing, so any number
+ * of rounds, none included, keeps the model valid.
+ */
 const SPIN = 100;
+/** Load-and-CAS rounds a contended sync acquire tries before it registers as a waiter: none (see SPIN). */
+const SYNC_SPIN = 0;
 /**
  * Direct local handoffs in a row while somebody outside this attachment waits,
  * before a release frees the lock for all (see "Fairness").
@@ -226,7 +240,7 @@ export class RawLock {
     if (this.#queue.size === 0) {
       if (this.tryAcquire()) return Promise.resolve(true);
       if (w.timeout === 0) return Promise.resolve(false);
-      if (this.#spin()) return Promise.resolve(true);
+      if (this.#spin(SPIN)) return Promise.resolve(true);
     } else if (w.timeout === 0) {
       return Promise.resolve(this.tryAcquire());
     }
@@ -305,16 +319,17 @@ export class RawLock {
     return Atomics.compareExchange(this.view, STATE, seen, seen | LOOK) === seen;
   }
 
-  #spin(): boolean {
+  /** Up to `rounds` loads, with a CAS after each that saw the lock free. */
+  #spin(rounds: number): boolean {
     const view = this.view;
-    for (let i = 0; i < SPIN; i++) {
+    for (let i = 0; i < rounds; i++) {
       if (Atomics.load(view, STATE) === FREE && this.tryAcquire()) return true;
     }
     return false;
   }
 
   #lockContendedSync(timeout: number): boolean {
-    if (this.#spin()) return true;
+    if (this.#spin(SYNC_SPIN)) return true;
     const view = this.view;
     const deadline = performance.now() + timeout;
     Atomics.add(view, WAITERS, SYNC_ONE);
