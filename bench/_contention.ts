@@ -50,9 +50,9 @@ function writeVariant(dir: string, label: string, spin?: number, path?: string):
     text.replace(/from "(\.\.?\/[^"]+)"/g, (_, rel) => `from "${new URL(rel, lib).href}"`);
   let raw = Deno.readTextFileSync(path ?? new URL("_raw_lock.ts", lib));
   if (spin !== undefined) {
-    const line = /^const (SYNC_)?SPIN = \d+;/gm;
-    if (!line.test(raw)) throw new Error("--spin: no `const SPIN = N;` line in _raw_lock.ts");
-    raw = raw.replace(line, (_, sync = "") => `const ${sync}SPIN = ${spin};`);
+    const line = /^const SPIN = \d+, SYNC_SPIN = \d+;/m;
+    if (!line.test(raw)) throw new Error("--spin: no `const SPIN = N, SYNC_SPIN = N;` line");
+    raw = raw.replace(line, `const SPIN = ${spin}, SYNC_SPIN = ${spin};`);
   }
   Deno.writeTextFileSync(rawFile, absolute(raw));
   let lock = Deno.readTextFileSync(new URL("lock.ts", lib));
@@ -288,21 +288,25 @@ if (import.meta.main) {
         `usage: ${CMD} [--rounds N] [--mode sync|async] [--spin LIST]; got ${flag} ${value}`,
       );}
   }
-  const dir = Deno.makeTempDirSync({ prefix: "contention_spin_" });
-  addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-  for (const item of spins) {
-    const label = /^\d+$/.test(item)
-      ? `SPIN=${item}`
-      : item.replace(/^.*\//, "").replace(/\.ts$/, "");
-    VARIANTS[label] = /^\d+$/.test(item)
-      ? writeVariant(dir, label, Number(item))
-      : writeVariant(dir, label, undefined, item);
-  }
+  // Only with --spin: the copies live in a temporary directory, removed at the end.
+  const dir = spins.length === 0 ? undefined : Deno.makeTempDirSync({ prefix: "contention_spin_" });
+  let r: ContentionResults;
   const rows: string[] = [];
-  const r = await contentionFigures(
-    (f) => rows.push(`| ${f.section} | ${f.name} | ${format(f.value, f.unit)} | ${f.detail} |`),
-    (what, why) => console.error(`SKIP ${what}: ${why}`),
-  );
+  try {
+    for (const item of spins) {
+      const number = /^\d+$/.test(item);
+      const label = number ? `SPIN=${item}` : item.replace(/^.*\//, "").replace(/\.ts$/, "");
+      VARIANTS[label] = number
+        ? writeVariant(dir!, label, Number(item))
+        : writeVariant(dir!, label, undefined, item);
+    }
+    r = await contentionFigures(
+      (f) => rows.push(`| ${f.section} | ${f.name} | ${format(f.value, f.unit)} | ${f.detail} |`),
+      (what, why) => console.error(`SKIP ${what}: ${why}`),
+    );
+  } finally {
+    if (dir !== undefined) Deno.removeSync(dir, { recursive: true });
+  }
   console.log(`| group | what | figure | detail |\n| --- | --- | --- | --- |\n${rows.join("\n")}`);
   for (const mode of MODES) {
     const floor = Math.max(r.rate.get(`bare ${mode}`)!, r.rate.get(`bare-spin ${mode}`)!);
