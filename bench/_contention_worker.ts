@@ -51,7 +51,7 @@ export interface Calls {
 
 let lock: Lock | undefined;
 let raw: RawLock | undefined;
-/** RawLock attachments of the variant modules, by label. */
+/** Lock attachments of the variant modules (kind "Lock:<label>"), by label. */
 const variants = new Map<string, { lock: Lock; mod: Variant }>();
 /** A variant module: its Lock and its own loop (see writeVariant in _contention.ts). */
 interface Variant {
